@@ -1,0 +1,42 @@
+"""Single attention rows computed beside SDPA, so no model ever has to switch to eager attention.
+
+Eager attention materialises an N x N map per head in every layer only to expose it; a pruning
+signal needs one query row of one layer. The helpers here capture that layer's own query and key
+projections as it runs (no extra matmuls) and turn one query row into softmax weights.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+@contextmanager
+def capture_projections(attention: nn.Module, query_rows: slice) -> Iterator[dict[str, torch.Tensor]]:
+    """While active, the next forward of `attention` stores `query` (its q_proj output at `query_rows`)
+    and `key` (its full k_proj output) in the yielded dict."""
+    store: dict[str, torch.Tensor] = {}
+    handles = [
+        attention.q_proj.register_forward_hook(lambda _m, _i, out: store.__setitem__("query", out[:, query_rows])),
+        attention.k_proj.register_forward_hook(lambda _m, _i, out: store.__setitem__("key", out)),
+    ]
+    try:
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def row_softmax(query: torch.Tensor, key: torch.Tensor, num_heads: int, scale: float) -> torch.Tensor:
+    """Softmax attention of the given query rows over all keys, per head, in float32.
+
+    query: [B, Q, D] projected queries; key: [B, N, D] projected keys (same heads, no grouping).
+    Returns [B, H, Q, N].
+    """
+    batch, num_queries, width = query.shape
+    head_dim = width // num_heads
+    q = query.float().view(batch, num_queries, num_heads, head_dim).transpose(1, 2)
+    k = key.float().view(batch, key.shape[1], num_heads, head_dim).transpose(1, 2)
+    return torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)

@@ -1,0 +1,111 @@
+"""Prune one image with VisPruner and save a picture of the kept patches.
+
+    python -m llava.demo                       # a small local model, a drawn scene
+    python -m llava.demo --image photo.jpg --model llava-hf/llava-1.5-7b-hf --tokens 64 --ratio 0.5
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+import llava
+from llava.pruning import create_pruner
+from llava.models import clip
+from llava.pruning.vispruner import attention_order, select, split_budget
+from llava.visualize import draw_kept_patches, pixels_to_image, side_by_side
+
+
+def demo_scene(size: int = 336) -> Image.Image:
+    """A deterministic test picture: a few shapes on a two-tone background and a small glyph."""
+    image = Image.new("RGB", (size, size), (200, 210, 190))
+    draw = ImageDraw.Draw(image)
+    s = size / 336
+    draw.rectangle([0, 0, size, size * 0.45], fill=(150, 190, 230))
+    draw.ellipse([40 * s, 60 * s, 120 * s, 140 * s], fill=(220, 40, 40))
+    draw.rectangle([200 * s, 180 * s, 290 * s, 270 * s], fill=(40, 90, 210))
+    draw.polygon([(90 * s, 300 * s), (150 * s, 200 * s), (210 * s, 300 * s)], fill=(40, 170, 60))
+    draw.text((260 * s, 60 * s), "7", fill=(0, 0, 0))
+    return image
+
+
+def load(model_path: str | None):
+    if model_path is None:
+        from llava.tiny import build_tiny_llava
+
+        return build_tiny_llava(), "a random-weight LLaVA-1.5-shaped model (336 px, 24x24 patches)"
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(model_path).eval()
+    return (model, AutoProcessor.from_pretrained(model_path)), model_path
+
+
+def run(args: argparse.Namespace) -> Path:
+    (model, processor), description = load(args.model)
+    image = Image.open(args.image).convert("RGB") if args.image else demo_scene()
+    prompt = f"USER: <image>\n{args.question} ASSISTANT:"
+    inputs = processor(text=prompt, images=image, return_tensors="pt")
+
+    tower = model.model.vision_tower
+    with torch.no_grad():
+        vision = clip.encode(tower, inputs.pixel_values, model.config.vision_feature_layer, with_cls_attention=True)
+        kept = select(vision.features, vision.cls_attention, args.tokens, args.ratio)[0]
+        num_important, _ = split_budget(kept.numel(), args.ratio)
+        important = attention_order(vision.cls_attention)[0, :num_important]
+
+        llava.apply_pruning(model, method="vispruner", visual_token_num=args.tokens, important_ratio=args.ratio)
+        start = time.perf_counter()
+        output = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=False)
+        seconds = time.perf_counter() - start
+    answer = processor.batch_decode(output[:, inputs.input_ids.shape[1] :], skip_special_tokens=True)[0].strip()
+
+    total = vision.features.shape[1]
+    important_set = set(important.tolist())
+    diverse = [i for i in kept.tolist() if i not in important_set]
+    print(f"model: {description}")
+    print(f"kept {kept.numel()}/{total} visual tokens ({len(important_set)} important + {len(diverse)} diverse)")
+    print(f"answer ({seconds:.2f} s): {answer!r}")
+
+    mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
+    seen = pixels_to_image(inputs.pixel_values[0], mean, std)
+    picture = side_by_side(
+        [
+            ("input (as the model sees it)", seen),
+            (f"VisPruner: {kept.numel()}/{total} kept", draw_kept_patches(seen, vision.grid, sorted(important_set), diverse)),
+        ],
+        footer="orange: important ([CLS] attention)   blue: diverse (similarity)",
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(args.output)
+    print(f"picture: {args.output}")
+    return args.output
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a LLaVA checkpoint (local folder or hub id); default: a small local model")
+    parser.add_argument("--image", type=Path, help="an image file; default: a drawn test scene")
+    parser.add_argument("--question", default="What is shown in the image?")
+    parser.add_argument("--tokens", type=int, default=64, help="visual tokens to keep (default 64)")
+    parser.add_argument("--ratio", type=float, default=0.5, help="share of important tokens, in [0, 1] (default 0.5)")
+    parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument("--output", type=Path, default=Path("outputs/demo_vispruner.png"))
+    args = parser.parse_args(argv)
+    if args.image is not None and not args.image.is_file():
+        parser.error(f"--image: no such file: {args.image}")
+    try:
+        create_pruner("vispruner", args.tokens, important_ratio=args.ratio)
+    except ValueError as error:
+        parser.error(f"--tokens/--ratio: {error}")
+    return args
+
+
+def main(argv=None) -> None:
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

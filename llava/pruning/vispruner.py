@@ -1,0 +1,125 @@
+"""VisPruner: important tokens by [CLS] attention plus diverse tokens by similarity.
+
+Zhang et al., "Beyond Text-Visual Attention: Exploiting Visual Cues for Effective Token Pruning in
+VLMs", ICCV 2025, arXiv 2412.01818 (v2). Prunes before the language model, on the pre-projector
+features of the layer LLaVA reads (`vision_feature_layer`), using that layer's [CLS] -> patch
+attention (importance) and the cosine similarity between patch features (diversity).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import VisionFeatures, VisionTokenPruner, check_ratio, check_token_num
+
+ROUND_SIZE = 8  # even-side tokens dropped per matching round, as in the published code
+
+
+def split_budget(visual_token_num: int, important_ratio: float) -> tuple[int, int]:
+    """(important, diverse) token counts: int(T * r) and the rest, truncating as the paper's code does."""
+    num_important = int(visual_token_num * important_ratio)
+    return num_important, visual_token_num - num_important
+
+
+def attention_order(cls_attention: torch.Tensor) -> torch.Tensor:
+    """Patch indices [B, N] by descending head-mean [CLS] attention; ties go to the lower index."""
+    if cls_attention.dim() == 3:
+        cls_attention = cls_attention.mean(dim=1)
+    return torch.argsort(cls_attention, dim=-1, descending=True, stable=True)
+
+
+def select(
+    features: torch.Tensor,
+    cls_attention: torch.Tensor,
+    visual_token_num: int,
+    important_ratio: float = 0.5,
+) -> torch.Tensor:
+    """Indices of the T = `visual_token_num` tokens VisPruner keeps, [B, T] ascending (raster order).
+
+    features:      [B, N, C] vision features of the feature layer, before the projector.
+    cls_attention: [B, N] or [B, H, N] [CLS] -> patch attention of that layer (heads are averaged).
+
+    T_imp = int(T * r) tokens with the highest attention are kept. The others, in descending
+    attention order, form a residual pool that goes through rounds of even/odd bipartite matching on
+    L2-normalised features: each round the `min(8, remaining - T_div)` even-position tokens whose best
+    cosine match among the odd-position tokens is highest are dropped, and the pool is re-ordered as
+    the surviving even-position tokens (by descending best match) followed by the odd-position ones,
+    until T_div = T - T_imp remain. Ties break towards the earlier position (stable sorts).
+
+    Where the published code fails, this function goes on by the same rule: with an odd pool the even
+    side holds one token more than the odd side, and a round that asks to drop more tokens than stand
+    on the even side drops all of them (the next round continues from the odd side). The result is
+    always exactly T distinct tokens that include the T_imp most-attended ones. T >= N keeps all N.
+    Similarities are computed once for the whole residual pool, in the features' precision
+    (half-precision features are compared in float32). The published code sorts with an unstable
+    argsort, so where two scores are exactly equal its order is left to the sorting kernel; here
+    the earlier position always wins, on every device.
+    """
+    visual_token_num = check_token_num(visual_token_num)
+    important_ratio = check_ratio(important_ratio, "important_ratio")
+    _check_shapes(features, cls_attention)
+    batch, num_tokens, _ = features.shape
+    if visual_token_num >= num_tokens:
+        return torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
+
+    num_important, num_diverse = split_budget(visual_token_num, important_ratio)
+    order = attention_order(cls_attention)
+    kept = order[:, :num_important]
+    if num_diverse > 0:
+        diverse = diverse_tokens(features, order[:, num_important:], num_diverse)
+        kept = torch.cat([kept, diverse], dim=1)
+    return kept.sort(dim=-1).values
+
+
+def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int) -> torch.Tensor:
+    """Reduce `pool` [B, R] (token indices, in priority order) to `keep` tokens by iterative matching."""
+    batch, pool_size = pool.shape
+    exact = features.dtype in (torch.float32, torch.float64)
+    unit = F.normalize(features if exact else features.float(), dim=-1)
+    pool_unit = unit.gather(1, pool.unsqueeze(-1).expand(-1, -1, unit.shape[-1]))
+    similarity = pool_unit @ pool_unit.transpose(1, 2)  # [B, R, R], once for all rounds
+    batch_index = torch.arange(batch, device=pool.device)[:, None, None]
+
+    # `position` holds indices into `pool`; its length shrinks by a known amount every round, so the
+    # loop is fixed by the shapes alone and never waits for the device.
+    position = torch.arange(pool_size, device=pool.device).expand(batch, pool_size)
+    remaining = pool_size
+    while (drop := min(ROUND_SIZE, remaining - keep)) > 0:
+        even, odd = position[:, 0::2], position[:, 1::2]
+        drop = min(drop, even.shape[1])
+        best_match = similarity[batch_index, even[:, :, None], odd[:, None, :]].amax(dim=-1)
+        by_redundancy = torch.argsort(best_match, dim=-1, descending=True, stable=True)
+        position = torch.cat([even.gather(1, by_redundancy[:, drop:]), odd], dim=1)
+        remaining -= drop
+    return pool.gather(1, position)
+
+
+def _check_shapes(features: torch.Tensor, cls_attention: torch.Tensor) -> None:
+    if features.dim() != 3:
+        raise ValueError(f"features must be [B, N, C], got shape {tuple(features.shape)}")
+    if cls_attention.dim() not in (2, 3):
+        raise ValueError(f"cls_attention must be [B, N] or [B, H, N], got shape {tuple(cls_attention.shape)}")
+    batch, num_tokens, _ = features.shape
+    if cls_attention.shape[0] != batch or cls_attention.shape[-1] != num_tokens:
+        raise ValueError(
+            f"cls_attention {tuple(cls_attention.shape)} does not match features {tuple(features.shape)}: "
+            "batch and token dimensions must agree"
+        )
+
+
+class VisPruner(VisionTokenPruner):
+    """`vispruner`: T tokens = int(T * important_ratio) by [CLS] attention + the rest by diversity."""
+
+    name = "vispruner"
+    requires = frozenset({"cls_attention"})
+
+    def __init__(self, visual_token_num: int, important_ratio: float = 0.5):
+        super().__init__(visual_token_num)
+        self.important_ratio = check_ratio(important_ratio, "important_ratio")
+
+    @property
+    def options(self) -> dict:
+        return {"important_ratio": self.important_ratio}
+
+    def select(self, vision: VisionFeatures) -> torch.Tensor:
+        return select(vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio)
