@@ -69,7 +69,7 @@ def map_key(key: str) -> str | None:
     return None
 
 
-def build_config(original: dict, vision_tower: str, hub_kwargs: dict):
+def build_config(original: dict, vision_tower: str, tower_kwargs: dict):
     """A LlavaConfig (`image_aspect_ratio` pad/square) or LlavaNextConfig (anyres) from an original config."""
     model_type = original.get("model_type")
     if model_type not in TEXT_MODEL_TYPES:
@@ -85,7 +85,7 @@ def build_config(original: dict, vision_tower: str, hub_kwargs: dict):
 
     text_config = LlamaConfig(**{k: original[k] for k in _LLAMA_KEYS if k in original})
     common = dict(
-        vision_config=CLIPVisionConfig.from_pretrained(vision_tower, **hub_kwargs),
+        vision_config=CLIPVisionConfig.from_pretrained(vision_tower, **tower_kwargs),
         text_config=text_config,
         projector_hidden_act=PROJECTORS[projector],
         multimodal_projector_bias=True,
@@ -106,9 +106,9 @@ def build_config(original: dict, vision_tower: str, hub_kwargs: dict):
     return config
 
 
-def build_processor(config, tokenizer, vision_tower: str, hub_kwargs: dict):
+def build_processor(config, tokenizer, vision_tower: str, tower_kwargs: dict):
     """The original preprocessing: CLIP statistics, pad-to-square in the mean colour, or the anyres grid."""
-    clip = CLIPImageProcessorPil.from_pretrained(vision_tower, **hub_kwargs)
+    clip = CLIPImageProcessorPil.from_pretrained(vision_tower, **tower_kwargs)
     settings = dict(
         size=clip.size, crop_size=clip.crop_size, image_mean=clip.image_mean, image_std=clip.image_std, resample=clip.resample
     )
@@ -139,24 +139,26 @@ def load_tokenizer(path: str, text_config, hub_kwargs: dict):
 def load(path: str, original: dict, *, vision_tower: str | None, hub_kwargs: dict, model_kwargs: dict):
     """(model, processor) for an original-layout checkpoint folder `path`."""
     vision_tower = vision_tower or original["mm_vision_tower"]
-    config = build_config(original, vision_tower, hub_kwargs)
+    # the CLIP tower is another repository: the checkpoint's revision / subfolder do not apply to it
+    tower_kwargs = {k: v for k, v in hub_kwargs.items() if k not in ("revision", "subfolder")}
+    config = build_config(original, vision_tower, tower_kwargs)
     tokenizer = load_tokenizer(path, config.text_config, hub_kwargs)
     config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
     model_class = LlavaNextForConditionalGeneration if isinstance(config, LlavaNextConfig) else LlavaForConditionalGeneration
     model, info = model_class.from_pretrained(
         path, config=config, key_mapping=KEY_MAPPING, output_loading_info=True, **hub_kwargs, **model_kwargs
     )
-    _check_loading(model, info, path, vision_tower, hub_kwargs)
+    _check_loading(model, info, path, vision_tower, tower_kwargs)
     _add_image_token_rows(model, len(tokenizer))
-    return model.eval(), build_processor(config, tokenizer, vision_tower, hub_kwargs)
+    return model.eval(), build_processor(config, tokenizer, vision_tower, tower_kwargs)
 
 
-def _check_loading(model, info: dict[str, Any], path: str, vision_tower: str, hub_kwargs: dict) -> None:
+def _check_loading(model, info: dict[str, Any], path: str, vision_tower: str, tower_kwargs: dict) -> None:
     missing = set(info["missing_keys"])
     vision_keys = {VISION_PREFIX + k for k in model.model.vision_tower.state_dict()}
     if vision_keys and vision_keys <= missing:
         # LLaVA-1.5 keeps the frozen CLIP tower out of some exports; it is the mm_vision_tower model.
-        tower = CLIPVisionModel.from_pretrained(vision_tower, dtype=model.dtype, **hub_kwargs)
+        tower = CLIPVisionModel.from_pretrained(vision_tower, dtype=model.dtype, **tower_kwargs)
         model.model.vision_tower.load_state_dict(tower.state_dict())
         missing -= vision_keys
     problems = []
