@@ -1,0 +1,206 @@
+"""Run one benchmark through lmms-eval with our `vispruner` model; behind scripts/*/eval/*.sh.
+
+    bash scripts/v1_5/eval/mme.sh 64 0.5                 # VisPruner, 64 tokens, important ratio 0.5
+    bash scripts/v1_5/eval/mme.sh 64 - fastv             # a method without a ratio
+    bash scripts/v1_5/eval/mme.sh full -                 # the unpruned model
+    bash scripts/v1_5/eval/mme.sh 64 0.5 --gpus 4 --model /ckpt/llava-v1.5-13b --dry-run
+
+The model is --model, else the MODEL_PATH variable, else the family's default. Results go to
+results/<model>/<method>/<setting>/<benchmark>/ (see eval/results.py). A finished benchmark is not
+run again unless --rerun (the earlier result stays beside the new one); an interrupted one resumes
+from its per-sample answers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .benchmarks import BENCHMARKS, FAMILIES, Benchmark
+from .judge import add_judge_arguments
+from .plugin import MODEL_ID
+from .results import completed_results, setting_name
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = REPO / "eval" / "tasks"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m eval.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("benchmark", help=f"one of {', '.join(BENCHMARKS)}, or any name with --tasks")
+    parser.add_argument("tokens", help="visual tokens kept per image (per crop / frame), or 'full' for no pruning")
+    parser.add_argument("ratio", help="important ratio in [0, 1], or '-' for methods without one")
+    parser.add_argument("method", nargs="?", default="vispruner", help="pruning method (default vispruner)")
+    parser.add_argument("--model", default=os.environ.get("MODEL_PATH"), help="checkpoint (default: $MODEL_PATH, else the family's)")
+    parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes through accelerate launch")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--limit", type=float, help="evaluate only this many samples (a fraction if < 1); kept apart")
+    parser.add_argument("--device", help="lmms-eval --device, e.g. cpu (default: cuda)")
+    parser.add_argument("--results", type=Path, default=REPO / "results", help="results root (default results/)")
+    parser.add_argument("--conv-template", help="conversation template (default: the family's)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="more model_args (method options, dtype, ...)")
+    parser.add_argument("--tasks", help="lmms-eval tasks for a benchmark not in the list")
+    parser.add_argument("--metric", action="append", default=[], metavar="TASK:METRIC", help="table value of --tasks (averaged)")
+    parser.add_argument("--scale", type=float, default=100.0, help="table value = mean metric x this (--tasks; default 100)")
+    parser.add_argument("--include-path", type=Path, help=f"task folder for lmms-eval (default {TASKS.relative_to(REPO)})")
+    parser.add_argument("--rerun", action="store_true", help="evaluate again although a result exists (kept)")
+    parser.add_argument("--dry-run", action="store_true", help="print the exact command(s) and stop")
+    add_judge_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        _check(args)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def _check(args: argparse.Namespace) -> None:
+    family = FAMILIES[args.family]
+    args.model = (args.model or family["model"]).rstrip("/")
+    args.conv_template = args.conv_template or family["conv_template"]
+    if args.tasks:
+        metrics = tuple(tuple(m.split(":", 1)) for m in args.metric)
+        if any(len(m) != 2 for m in metrics):
+            raise ValueError("--metric takes TASK:METRIC")
+        args.spec = Benchmark(args.benchmark, args.benchmark, tuple(args.tasks.split(",")), metrics, scale=args.scale)
+    elif args.benchmark in BENCHMARKS:
+        args.spec = BENCHMARKS[args.benchmark]
+    else:
+        raise ValueError(f"unknown benchmark {args.benchmark!r}; known: {', '.join(BENCHMARKS)} (or give --tasks)")
+    if args.tokens == "full":
+        if args.method not in ("vispruner", "none"):
+            raise ValueError("TOKENS=full runs the unpruned model; give no METHOD (or 'none')")
+        args.method, args.tokens, args.ratio = "none", None, None
+    else:
+        if args.method == "none":
+            raise ValueError("METHOD=none keeps every token: use TOKENS=full")
+        if not args.tokens.isdigit() or int(args.tokens) < 1:
+            raise ValueError(f"TOKENS must be a positive integer or 'full', got {args.tokens!r}")
+        args.tokens = int(args.tokens)
+        args.ratio = None if args.ratio == "-" else _ratio(args.ratio)
+    if args.gpus < 1 or args.batch_size < 1:
+        raise ValueError("--gpus and --batch-size must be >= 1")
+    for item in args.model_arg:
+        if "=" not in item:
+            raise ValueError(f"--model-arg takes KEY=VALUE, got {item!r}")
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"RATIO must be a number in [0, 1] or '-', got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise ValueError(f"RATIO must be in [0, 1], got {text}")
+    return value
+
+
+def model_folder(args: argparse.Namespace) -> str:
+    name = Path(args.model).name
+    return name + ("-paper-mode" if FAMILIES[args.family]["model_args"].get("paper_mode") == "true" else "")
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    setting = setting_name(args.method, args.tokens, args.ratio, args.limit)
+    return args.results / model_folder(args) / args.method / setting / args.spec.name
+
+
+def model_args(args: argparse.Namespace, out: Path) -> str:
+    pairs = {"pretrained": args.model, "method": args.method}
+    if args.method != "none":
+        pairs["visual_token_num"] = args.tokens
+        if args.ratio is not None:
+            pairs["important_ratio"] = f"{args.ratio:g}"
+    pairs["conv_template"] = args.conv_template
+    pairs.update(FAMILIES[args.family]["model_args"])
+    pairs["response_log"] = out / "responses"
+    pairs.update(item.split("=", 1) for item in args.model_arg)
+    text = [f"{key}={value}" for key, value in pairs.items()]
+    if any("," in item for item in text):
+        raise SystemExit(f"model_args values cannot contain commas: {', '.join(t for t in text if ',' in t)}")
+    return ",".join(text)
+
+
+def commands(args: argparse.Namespace) -> list[list[str]]:
+    out = output_folder(args)
+    if args.gpus > 1:
+        prefix = ["accelerate", "launch", f"--num_processes={args.gpus}", "-m", "lmms_eval"]
+    else:
+        prefix = [sys.executable, "-m", "lmms_eval"]
+    evaluate = prefix + [
+        "--model", MODEL_ID, "--model_args", model_args(args, out), "--tasks", ",".join(args.spec.tasks),
+        "--include_path", str(args.include_path or TASKS), "--batch_size", str(args.batch_size),
+        "--output_path", str(out), "--log_samples",
+    ]  # fmt: skip
+    if args.limit is not None:
+        evaluate += ["--limit", f"{args.limit:g}"]
+    if args.device:
+        evaluate += ["--device", args.device]
+    result = [evaluate]
+    if args.spec.judged:
+        result.append([sys.executable, "-m", "eval.judge", str(out), "--judge-model", args.judge_model,
+                       "--judge-endpoint", args.judge_endpoint, "--judge-key-env", args.judge_key_env,
+                       "--judge-workers", str(args.judge_workers)]
+                      + (["--judge-key-file", args.judge_key_file] if args.judge_key_file else []))  # fmt: skip
+    return result
+
+
+def run(args: argparse.Namespace, log=None) -> str:
+    """Evaluate; returns "done", "skipped" or "failed". `log`: a file for lmms-eval's output (else the terminal)."""
+    out = output_folder(args)
+    steps = commands(args)
+    if args.dry_run:
+        for step in steps:
+            print(shlex.join(step))
+        return "skipped"
+    finished = completed_results(out)
+    if finished and not args.rerun:
+        steps = steps[1:] if args.spec.judged and not (out / "judged.json").is_file() else []
+        if not steps:
+            print(f"{out}: already evaluated ({finished[-1].name}); --rerun evaluates again and keeps it")
+            return "skipped"
+    _validate_method(args)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.rerun and (out / "responses").exists():
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        (out / "responses").rename(out / f"responses.before-{stamp}")
+    (out / "benchmark.json").write_text(json.dumps(args.spec.describe(), indent=2) + "\n")
+    with (out / "command.txt").open("a") as handle:
+        for step in steps:
+            handle.write(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n{shlex.join(step)}\n")
+    for step in steps:
+        if subprocess.run(step, cwd=REPO, stdout=log, stderr=subprocess.STDOUT if log else None).returncode:
+            return "failed"
+    if args.spec.server:
+        print(f"{out}: submission files in {out / 'submissions'} -> {args.spec.server}; "
+              "put the score in server_score.json as {\"value\": ..., \"source\": ...}")  # fmt: skip
+    return "done"
+
+
+def _validate_method(args: argparse.Namespace) -> None:
+    """Fail before lmms-eval's slow start if the method or its options are wrong."""
+    if args.method == "none" or args.model_arg:  # extra model args may carry options checked at load time
+        return
+    from llava.pruning import create_pruner
+
+    options = {} if args.ratio is None else {"important_ratio": args.ratio}
+    try:
+        create_pruner(args.method, args.tokens, **options)
+    except ValueError as error:
+        raise SystemExit(f"{args.method}: {error}") from None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return 1 if run(args) == "failed" else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

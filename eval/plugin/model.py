@@ -1,0 +1,269 @@
+"""lmms-eval model `vispruner`: a LLaVA checkpoint with any registered pruning method.
+
+    python -m lmms_eval --model vispruner \\
+        --model_args pretrained=liuhaotian/llava-v1.5-7b,method=vispruner,visual_token_num=64,important_ratio=0.5 \\
+        --tasks mme --batch_size 8 --output_path results/...
+
+Prompts are built exactly as lmms-eval's built-in `llava` model builds them (image placeholders
+joined by spaces in front of the task text, then the conversation template, then LLaVA's piece-wise
+tokenization) and the task options are those lmms-eval keys for `llava` (see `task_options.py`).
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import torch
+from accelerate import Accelerator
+from lmms_eval.api.model import lmms
+from loguru import logger
+from tqdm import tqdm
+
+import llava
+from llava.conversation import get_template
+from llava.prompting import IMAGE, VIDEO, encode_batch
+
+from .media import sample_frames, split_visuals
+from .response_log import ResponseLog, answer_key
+from .task_options import TaskOptions
+
+DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float32": torch.float32, "fp32": torch.float32}  # fmt: skip
+SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_sample")
+
+
+class PrunedLlava(lmms):
+    """Model arguments (`--model_args k=v,...`); every key not listed is an option of `method`.
+
+    pretrained         original LLaVA checkpoint or transformers-format one (local folder or Hub id)
+    method             a registered pruning method (`llava.list_methods()`), or "none" for the full model
+    visual_token_num   visual tokens kept per image (per crop for LLaVA-NeXT)
+    conv_template      vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain
+    dtype              auto (float16 on GPU, float32 on CPU), float16, bfloat16 or float32
+    attn_implementation  sdpa (default), eager or flash_attention_2
+    paper_mode         LLaVA-NeXT as the paper ran it: 672x672 grid, no unpadding (needs its pruning support)
+    task_options_as    whose task options to use (default "llava"; empty: lmms-eval's choice for our name)
+    response_log       folder for per-sample answers; a rerun resumes from it
+    vision_tower       local copy of the CLIP tower an original checkpoint names (offline use)
+    video_frames       frames sampled per video (default 8, as Video-LLaVA)
+    """
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str = "liuhaotian/llava-v1.5-7b",
+        method: str = "vispruner",
+        visual_token_num: int | None = None,
+        conv_template: str = "vicuna_v1",
+        dtype: str = "auto",
+        attn_implementation: str = "sdpa",
+        paper_mode: bool = False,
+        task_options_as: str = "llava",
+        response_log: str | None = None,
+        vision_tower: str | None = None,
+        video_frames: int = 8,
+        device: str = "cuda",
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        **method_options,
+    ) -> None:
+        super().__init__()
+        self.accelerator = Accelerator()
+        self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+        if self._world_size > 1:
+            device = f"cuda:{self.accelerator.local_process_index}"
+        self._device = torch.device(device)
+        self.batch_size_per_gpu = _positive_int(batch_size, "batch_size")
+        self.template = get_template(conv_template)
+        self.video_frames = _positive_int(video_frames, "video_frames")
+        self.task_options = TaskOptions(task_options_as)
+
+        torch_dtype = _dtype(dtype, self._device)
+        self.model, self.processor = llava.load_pretrained_model(
+            str(pretrained), dtype=torch_dtype, device_map=str(self._device), attn_implementation=attn_implementation,
+            vision_tower=vision_tower,
+        )  # fmt: skip
+        if paper_mode:
+            _enable_paper_mode(self.model, self.processor)
+        if method == "none":
+            if visual_token_num is not None or method_options:
+                raise ValueError("method=none keeps every visual token: drop visual_token_num and method options")
+        else:
+            if visual_token_num is None:
+                raise ValueError(f"visual_token_num is required with method={method} (e.g. visual_token_num=64)")
+            llava.apply_pruning(self.model, method=method, visual_token_num=visual_token_num, **method_options)
+        self.settings = {
+            "pretrained": str(pretrained), "method": method, "visual_token_num": visual_token_num,
+            "options": method_options, "conv_template": conv_template, "dtype": str(torch_dtype),
+            "attn_implementation": attn_implementation, "paper_mode": bool(paper_mode),
+            "task_options_as": task_options_as, "video_frames": self.video_frames,
+        }  # fmt: skip
+        self.log = ResponseLog(response_log, self._rank) if response_log else None
+        self._warned: set[str] = set()
+
+    # --- lmms interface ------------------------------------------------------------------------
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def generate_until(self, requests) -> list[str]:
+        prepared = [self._prepare(request) for request in requests]
+        answers: list[str | None] = [self.log.get(p["key"]) if self.log else None for p in prepared]
+        todo = [i for i, answer in enumerate(answers) if answer is None]
+        if len(todo) < len(prepared):
+            logger.info(f"vispruner: {len(prepared) - len(todo)} of {len(prepared)} answers taken from {self.log.folder}")
+        groups = defaultdict(list)  # batches share generation options; longest prompts first
+        for i in sorted(todo, key=lambda i: -len(prepared[i]["context"])):
+            groups[json.dumps(prepared[i]["generation"], sort_keys=True, default=str)].append(i)
+        with tqdm(total=len(todo), disable=self.rank != 0, desc="vispruner generating") as progress:
+            for members in groups.values():
+                for start in range(0, len(members), self.batch_size):
+                    chunk = members[start : start + self.batch_size]
+                    texts = self._generate([prepared[i] for i in chunk])
+                    for i, text in zip(chunk, texts):
+                        answers[i] = text
+                    if self.log:
+                        self.log.add([_log_entry(prepared[i], answers[i]) for i in chunk])
+                    progress.update(len(chunk))
+        return answers
+
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        """Summed log-probability of each continuation (with the template's end separator, as lmms-eval's
+        llava scores it) and whether greedy decoding would produce it."""
+        results = []
+        for request in tqdm(requests, disable=self.rank != 0, desc="vispruner scoring"):
+            context, target, doc_to_visual, doc_id, task, split = request.args
+            doc = self.task_dict[task][split][doc_id]
+            continuation = target if isinstance(target, str) else target(doc)
+            question, images, videos = self._question(context, doc_to_visual(doc))
+            roles = self.template.roles
+            prompt = self.template.single_turn(question)
+            full = self.template.prompt([(roles[0], question), (roles[1], continuation)])
+            context_length = encode_batch(self.processor, [prompt], [images], [videos])["input_ids"].shape[1]
+            inputs = self._inputs([full], [images], [videos])
+            scored = inputs["input_ids"].shape[1] - context_length
+            with torch.inference_mode():
+                # read from the end: pruning shortens the image part of the sequence, never the tail
+                logits = self.model(**inputs).logits[0, -scored - 1 : -1].float()
+            targets = inputs["input_ids"][0, -scored:]
+            logprobs = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
+            results.append((float(logprobs.sum()), bool(torch.equal(logits.argmax(-1), targets))))
+        return results
+
+    def generate_until_multi_round(self, requests):
+        raise NotImplementedError("multi-round generation is not supported by the vispruner model")
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _prepare(self, request) -> dict:
+        """What a request asks, without loading its images yet (a batch loads its own)."""
+        context, generation, doc_to_visual, doc_id, task, split = request.args
+        docs = self.task_dict[task][split]  # rows are read when needed: they decode their images
+        generation = dict(generation or {})
+        keyed = self.task_options.keyed(doc_to_visual)
+        if keyed is not None:
+            context = self.task_options.prompt(keyed, context, docs[doc_id])
+            generation.update(keyed.generation)
+            doc_to_visual = keyed.source.doc_to_visual
+        generation = self._generation_options(generation)
+        # the prompt follows from the context, the doc's visuals and the template (in the settings)
+        key = answer_key(self.settings, task, doc_id, context, generation)
+        return {"key": key, "task": task, "doc_id": doc_id, "context": context, "generation": generation,
+                "visuals": lambda: doc_to_visual(docs[doc_id])}  # fmt: skip
+
+    def _question(self, context: str, visuals):
+        """lmms-eval llava's rule: placeholders joined by spaces, then a newline, unless the text has its own."""
+        images, videos = split_visuals(visuals)
+        placeholders = [IMAGE] * len(images) + [VIDEO] * len(videos)
+        if placeholders and IMAGE not in context and VIDEO not in context:
+            context = " ".join(placeholders) + "\n" + context
+        return context, images, [sample_frames(path, self.video_frames) for path in videos]
+
+    def _generation_options(self, generation: dict) -> dict:
+        until = generation.pop("until", None) or [self.processor.tokenizer.eos_token]
+        until = [until] if isinstance(until, str) else list(until)
+        aspect = generation.pop("image_aspect_ratio", None)
+        if aspect is not None and "image_aspect_ratio" not in self.model.config.__dict__ and aspect != "original":
+            self._warn_once(f"image_aspect_ratio={aspect} requested by a task is not applied to this checkpoint")
+        options = {key: generation.pop(key) for key in SAMPLING_KEYS if key in generation}
+        for key in sorted(generation):
+            self._warn_once(f"generation option {key}={generation[key]!r} is ignored")
+        temperature = float(options.get("temperature") or 0)
+        sampled = {"temperature": temperature, "top_p": options.get("top_p")} if temperature > 0 else {}
+        return {
+            "max_new_tokens": int(options.get("max_new_tokens", 1024)),  # lmms-eval llava's default
+            "num_beams": int(options.get("num_beams", 1)),
+            "do_sample": temperature > 0,  # as lmms-eval llava: sampling follows the temperature
+            **sampled,
+            "until": [stop for stop in until if stop],
+        }
+
+    def _inputs(self, prompts, images, videos) -> dict:
+        inputs = encode_batch(self.processor, prompts, images, videos).to(self.device)
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
+        return dict(inputs)
+
+    def _generate(self, batch: list[dict]) -> list[str]:
+        generation = dict(batch[0]["generation"])
+        until = generation.pop("until")
+        questions = [self._question(p["context"], p["visuals"]()) for p in batch]
+        for p, (question, _, _) in zip(batch, questions):
+            p["prompt"] = self.template.single_turn(question)
+        inputs = self._inputs([p["prompt"] for p in batch], [q[1] for q in questions], [q[2] for q in questions])
+        tokenizer = self.processor.tokenizer
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **generation, pad_token_id=tokenizer.pad_token_id, use_cache=True)
+        texts = tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        return [_cut(text, until).strip() for text in texts]
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning(f"vispruner: {message}")
+
+
+def _cut(text: str, stops: list[str]) -> str:
+    for stop in stops:
+        text = text.split(stop)[0]
+    return text
+
+
+def _log_entry(prepared: dict, answer: str) -> dict:
+    return {"key": prepared["key"], "task": prepared["task"], "doc_id": prepared["doc_id"], "prompt": prepared["prompt"],
+            "generation": prepared["generation"], "response": answer}  # fmt: skip
+
+
+def _positive_int(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; allowed: auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def _enable_paper_mode(model, processor) -> None:
+    """LLaVA-NeXT as VisPruner's paper ran it: the anyres grid pinned to 672x672 (2x2 tiles + base,
+    5 x 576 tokens), no unpadding and no newline tokens, each crop pruned to `visual_token_num`."""
+    raise ValueError(
+        "paper_mode=true needs LLaVA-NeXT paper-mode support (pinned 672x672 grid, no unpadding or newline "
+        "tokens, per-crop pruning), which this build does not provide yet; run without paper_mode for "
+        "stock LLaVA-NeXT"
+    )

@@ -1,0 +1,121 @@
+"""The results tree and how a table value is read from it.
+
+    results/<model>/<method>/<setting>/<benchmark>/
+        benchmark.json            what ran and which numbers count (written by the launcher)
+        command.txt               every command run here, with its date
+        responses/                per-sample answers (resume)
+        <model_id>/<date>_results.json, <date>_samples_<task>.jsonl   lmms-eval's output
+        submissions/              files for evaluation servers / the video judge
+        server_score.json         {"value": 78.5, "source": "..."}: a server's score, entered by hand
+        judged.json               video QA: the GPT judge's accuracy and score
+
+<setting> is `full` (no pruning), `n<T>_r<r>` (T visual tokens, important ratio r) or `n<T>` for
+methods without a ratio; runs with --limit get `_limit<N>` so they never mix with full runs.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SETTING = re.compile(r"^(?:full|n(?P<tokens>\d+)(?:_r(?P<ratio>[0-9.]+))?)(?:_limit(?P<limit>[0-9.]+))?$")
+
+
+def setting_name(method: str, tokens: int | None, ratio: float | None, limit: float | None = None) -> str:
+    name = "full" if method == "none" else f"n{tokens}" + ("" if ratio is None else f"_r{ratio:g}")
+    return name if limit is None else f"{name}_limit{limit:g}"
+
+
+def parse_setting(name: str) -> tuple[int | None, float | None, float | None] | None:
+    """(tokens, ratio, limit) of a setting folder name, or None if it is not one."""
+    match = SETTING.match(name)
+    if not match:
+        return None
+    tokens, ratio, limit = match.group("tokens", "ratio", "limit")
+    return (int(tokens) if tokens else None, float(ratio) if ratio else None, float(limit) if limit else None)
+
+
+def completed_results(folder: Path) -> list[Path]:
+    """lmms-eval result files under a benchmark folder, oldest first (names start with the date)."""
+    return sorted(folder.rglob("*_results.json"), key=lambda p: p.name)
+
+
+@dataclass
+class Run:
+    """One benchmark folder: its values by column label (None: not available yet) and where they came from."""
+
+    benchmark: str
+    label: str
+    values: dict[str, float | None] = field(default_factory=dict)
+    source: str = "local"
+    note: str = ""
+
+
+def read_benchmark(folder: Path) -> Run | None:
+    spec_file = folder / "benchmark.json"
+    if not spec_file.is_file():
+        return None
+    spec = json.loads(spec_file.read_text())
+    run = Run(spec["name"], spec["label"])
+    server_score = folder / "server_score.json"
+    if server_score.is_file():
+        entry = json.loads(server_score.read_text())
+        run.values[run.label], run.source, run.note = float(entry["value"]), "server", entry.get("source", "")
+        return run
+    if spec.get("judged"):
+        judged = folder / "judged.json"
+        entry = json.loads(judged.read_text()) if judged.is_file() else {}
+        run.values[f"{run.label} Acc"] = entry.get("accuracy")
+        run.values[f"{run.label} Score"] = entry.get("score")
+        run.source = "judge" if judged.is_file() else "awaiting judge"
+        run.note = entry.get("judge_model", "run python -m eval.judge on this folder")
+        return run
+    files = completed_results(folder)
+    if spec.get("metrics") and files:
+        results = json.loads(files[-1].read_text())["results"]
+        run.values[run.label] = _mean_metric(results, spec["metrics"], spec.get("scale", 100.0))
+        for label, task, metric in spec.get("extra", []):
+            run.values[label] = _mean_metric(results, [[task, metric]], spec.get("scale", 100.0))
+        return run
+    run.values[run.label] = None
+    run.source = "awaiting server" if spec.get("server") else "missing"
+    run.note = spec.get("server") or "no completed run"
+    return run
+
+
+def _mean_metric(results: dict, pairs, scale: float) -> float | None:
+    values = []
+    for task, metric in pairs:
+        value = results.get(task, {}).get(f"{metric},none")
+        if not isinstance(value, (int, float)):
+            return None
+        values.append(float(value))
+    return scale * sum(values) / len(values)
+
+
+@dataclass
+class Row:
+    model: str
+    method: str
+    setting: str
+    tokens: int | None
+    ratio: float | None
+    runs: dict[str, Run] = field(default_factory=dict)
+
+
+def scan(root: Path) -> list[Row]:
+    """Every <model>/<method>/<setting> under `root` that holds at least one benchmark folder."""
+    rows = []
+    for setting_dir in sorted(root.glob("*/*/*")):
+        parsed = parse_setting(setting_dir.name) if setting_dir.is_dir() else None
+        if parsed is None:
+            continue
+        row = Row(setting_dir.parent.parent.name, setting_dir.parent.name, setting_dir.name, parsed[0], parsed[1])
+        for bench_dir in sorted(p for p in setting_dir.iterdir() if p.is_dir()):
+            run = read_benchmark(bench_dir)
+            if run is not None:
+                row.runs[run.benchmark] = run
+        if row.runs:
+            rows.append(row)
+    return rows

@@ -1,0 +1,80 @@
+"""Run a whole paper table: every benchmark x (the unpruned model + every method x budget).
+
+    bash scripts/eval_table.sh v1_5 --methods vispruner --budgets 128 64 32 --ratio 0.5 --gpus 8
+
+Finished cells are skipped (their results stay), interrupted ones resume; lmms-eval's output goes
+to each cell's lmms_eval.log and a progress bar shows the cell being run. The table is printed at
+the end (python -m eval.tables). Options after `--` are passed to every benchmark run.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import launch, tables
+from .benchmarks import FAMILIES
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="scripts/eval_table.sh", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("family", choices=sorted(FAMILIES))
+    parser.add_argument("--methods", nargs="+", default=["vispruner"])
+    parser.add_argument("--budgets", nargs="+", type=int, default=[128, 64, 32])
+    parser.add_argument("--ratio", default="0.5", help="important ratio for every method ('-' for none)")
+    parser.add_argument("--benchmarks", nargs="+", help="default: the family's table columns")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unpruned model")
+    parser.add_argument("--keep-going", action="store_true", help="go on after a failed cell")
+    parser.add_argument("--dry-run", action="store_true", help="print every command and stop")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.rest = argv[cut + 1 :]  # options for every run (--gpus, --model, ...)
+    known = FAMILIES[args.family]["benchmarks"]
+    args.benchmarks = args.benchmarks or list(FAMILIES[args.family]["table"])
+    unknown = [b for b in args.benchmarks if b not in known]
+    if unknown:
+        parser.error(f"not {args.family} benchmarks: {', '.join(unknown)}; allowed: {', '.join(known)}")
+    return args
+
+
+def cells(args) -> list[list[str]]:
+    settings = [] if args.no_baseline else [["full", "-"]]
+    settings += [[str(budget), args.ratio, method] for budget in args.budgets for method in args.methods]
+    return [[args.family, bench, *setting, *args.rest] for bench in args.benchmarks for setting in settings]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    runs = [launch.parse_args(cell + (["--dry-run"] if args.dry_run else [])) for cell in cells(args)]
+    if args.dry_run:
+        for run in runs:
+            launch.run(run)
+        return 0
+    status = {"done": 0, "skipped": 0, "failed": 0}
+    failed = []
+    with tqdm(runs, desc=f"{args.family} table", unit="cell") as progress:
+        for run in progress:
+            out = launch.output_folder(run)
+            progress.set_postfix_str(f"{run.spec.name} {run.method} {out.parent.name}")
+            out.mkdir(parents=True, exist_ok=True)
+            with (out / "lmms_eval.log").open("a") as log:
+                result = launch.run(run, log=log)
+            status[result] += 1
+            if result == "failed":
+                failed.append(out)
+                tqdm.write(f"FAILED: {out} (see {out / 'lmms_eval.log'})")
+                if not args.keep_going:
+                    break
+    print(f"done {status['done']}, already there {status['skipped']}, failed {status['failed']}")
+    root = runs[0].results / launch.model_folder(runs[0])
+    if root.exists():
+        print(tables.render(tables.build(Path(root).parent, model=root.name), "markdown"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

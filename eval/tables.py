@@ -1,0 +1,211 @@
+"""Render evaluation results in the paper's layout: rows method x budget, columns benchmarks.
+
+    python -m eval.tables results/                     # Markdown, one table per model
+    python -m eval.tables results/ --format latex --paper
+    python -m eval.tables results/ --out tables/       # table_<model>.md / .tex / .csv
+
+Image tables end with Acc. (plain mean, MME divided by 20) and Rel. (mean of score / unpruned
+score, in %), as the paper computes them; both need every column (else "–"). Video tables end
+with the average accuracy and score. MME is the perception score (cognition beside it). Cells
+waiting for an evaluation server show "sub." (for the GPT judge: "judge"). --paper adds the paper's own numbers under each
+matching row (and the unpruned one).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .benchmarks import BENCHMARKS, FAMILIES, table_order
+from .paper_numbers import PAPER_LABELS, family_of, paper_row
+from .results import Row, scan
+
+MME = BENCHMARKS["mme"].label
+
+
+@dataclass
+class Line:
+    method: str
+    tokens: str
+    ratio: str
+    values: dict[str, float | None]
+    pending: dict[str, str] = field(default_factory=dict)  # column -> marker for cells awaiting a server / judge
+    summary: dict[str, float | None] = field(default_factory=dict)
+    paper: bool = False
+
+
+@dataclass
+class Table:
+    model: str
+    columns: list[str]
+    summary_columns: list[str]
+    lines: list[Line]
+
+
+def build(root: Path, model: str | None = None, paper: bool = False) -> list[Table]:
+    rows = scan(Path(root))
+    models = sorted({row.model for row in rows if model is None or row.model == model})
+    return [_table(name, [row for row in rows if row.model == name], paper) for name in models]
+
+
+def _table(model: str, rows: list[Row], paper: bool) -> Table:
+    family = family_of(model)
+    order = {name: i for i, name in enumerate(table_order())}
+    benchmarks = sorted({b for row in rows for b in row.runs}, key=lambda b: (order.get(b, len(order)), b))
+    columns = []
+    for bench in benchmarks:
+        for row in rows:
+            for label in row.runs.get(bench).values if bench in row.runs else ():
+                if label not in columns:
+                    columns.append(label)
+    video = all(BENCHMARKS.get(b) is not None and BENCHMARKS[b].judged for b in benchmarks)
+    main = [_main_labels(b, rows) for b in benchmarks if family is None or b in FAMILIES[family]["table"]]
+    averaged = [label for labels in main for label in labels]
+    summary_columns = ["Avg Acc", "Avg Score"] if video else ["Acc.", "Rel."]
+
+    rows = sorted(rows, key=_row_order)
+    lines = [_line(row) for row in rows]
+    baseline = next((line for line, row in zip(lines, rows) if row.method == "none"), None)
+    for line in lines:
+        line.summary = _video_summary(line, averaged) if video else _image_summary(line, averaged, baseline)
+    if paper and family:
+        lines = _with_paper_rows(lines, rows, family, columns, summary_columns)
+    return Table(model, columns, summary_columns, lines)
+
+
+def _main_labels(bench: str, rows: list[Row]) -> list[str]:
+    spec = BENCHMARKS.get(bench)
+    if spec is not None and spec.judged:
+        return [f"{spec.label} Acc", f"{spec.label} Score"]
+    run = next(row.runs[bench] for row in rows if bench in row.runs)
+    return [run.label]
+
+
+def _row_order(row: Row):
+    return (row.method != "none", -(row.tokens or 0), row.method == "vispruner", row.method, row.ratio or 0)
+
+
+def _line(row: Row) -> Line:
+    values, pending = {}, {}
+    markers = {"awaiting server": "sub.", "awaiting judge": "judge"}
+    for run in row.runs.values():
+        values.update(run.values)
+        if run.source in markers:
+            pending.update({label: markers[run.source] for label, value in run.values.items() if value is None})
+    tokens = "all" if row.method == "none" else str(row.tokens)
+    ratio = "" if row.ratio is None else f"{row.ratio:g}"
+    return Line(row.method, tokens, ratio, values, pending)
+
+
+def _image_summary(line: Line, averaged: list[str], baseline: Line | None) -> dict:
+    values = [line.values.get(label) for label in averaged]
+    if not averaged or any(v is None for v in values):
+        return {"Acc.": None, "Rel.": None}
+    acc = sum(v / 20 if label == MME else v for label, v in zip(averaged, values)) / len(values)
+    base = [baseline.values.get(label) for label in averaged] if baseline else [None]
+    rel = None if any(b in (None, 0) for b in base) else 100 * sum(v / b for v, b in zip(values, base)) / len(values)
+    return {"Acc.": acc, "Rel.": rel}
+
+
+def _video_summary(line: Line, averaged: list[str]) -> dict:
+    acc = [line.values.get(label) for label in averaged if label.endswith(" Acc")]
+    score = [line.values.get(label) for label in averaged if label.endswith(" Score")]
+    mean = lambda xs: None if not xs or any(x is None for x in xs) else sum(xs) / len(xs)  # noqa: E731
+    return {"Avg Acc": mean(acc), "Avg Score": mean(score)}
+
+
+def _with_paper_rows(lines, rows, family, columns, summary_columns) -> list[Line]:
+    out = []
+    for line, row in zip(lines, rows):
+        out.append(line)
+        reported = paper_row(family, row.method, row.tokens)
+        if reported is None:
+            continue
+        by_label = {BENCHMARKS[k].label if k in BENCHMARKS else k: v for k, v in reported.items()}
+        values = {label: by_label.get(label) for label in columns}
+        summary = {label: by_label.get(label) for label in summary_columns}
+        out.append(Line(f"{line.method} ({PAPER_LABELS[family]})", line.tokens, line.ratio, values, summary=summary, paper=True))
+    return out
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def _cell(line: Line, label: str) -> str:
+    value = line.summary.get(label) if label in line.summary else line.values.get(label)
+    if value is None:
+        return line.pending.get(label, "–")
+    if label == "Rel.":
+        return f"{value:.1f}%"
+    return f"{value:.2f}" if label.endswith("Score") else f"{value:.1f}"
+
+
+def _grid(table: Table) -> tuple[list[str], list[list[str]]]:
+    header = ["Method", "Tokens", "r", *table.columns, *table.summary_columns]
+    body = [[line.method, line.tokens, line.ratio] + [_cell(line, c) for c in table.columns + table.summary_columns]
+            for line in table.lines]  # fmt: skip
+    return header, body
+
+
+def render(tables: list[Table], fmt: str = "markdown") -> str:
+    return "\n".join({"markdown": _markdown, "latex": _latex, "csv": _csv}[fmt](table) for table in tables)
+
+
+def _markdown(table: Table) -> str:
+    header, body = _grid(table)
+    lines = [f"**{table.model}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def _latex(table: Table) -> str:
+    header, body = _grid(table)
+    escape = lambda s: s.replace("\\", "\\textbackslash{}").replace("%", "\\%").replace("_", "\\_").replace("&", "\\&")  # noqa: E731
+    lines = [f"% {table.model}", "\\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", "\\toprule",
+             " & ".join(escape(h) for h in header) + " \\\\", "\\midrule"]  # fmt: skip
+    lines += [" & ".join(escape(c) for c in row) + " \\\\" for row in body]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(table: Table) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    header = ["model", "method", "tokens", "ratio", *table.columns, *table.summary_columns]
+    writer.writerow(header)
+    for line in table.lines:
+        cells = [line.summary.get(c) if c in line.summary else line.values.get(c) for c in table.columns + table.summary_columns]
+        writer.writerow([table.model, line.method, line.tokens, line.ratio] + ["" if v is None else f"{v:.6g}" for v in cells])
+    return buffer.getvalue()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.tables", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("results", type=Path, help="results root (results/)")
+    parser.add_argument("--model", help="only this model folder")
+    parser.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    parser.add_argument("--paper", action="store_true", help="add the paper's numbers under matching rows")
+    parser.add_argument("--out", type=Path, help="write table_<model>.md/.tex/.csv here instead of printing")
+    args = parser.parse_args(argv)
+    if not args.results.is_dir():
+        parser.error(f"{args.results}: no such folder")
+    tables = build(args.results, args.model, args.paper)
+    if not tables:
+        parser.error(f"{args.results}: no results (<model>/<method>/<setting>/<benchmark>/benchmark.json)")
+    if args.out is None:
+        print(render(tables, args.format), end="")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        for fmt, suffix in (("markdown", "md"), ("latex", "tex"), ("csv", "csv")):
+            path = args.out / f"table_{table.model}.{suffix}"
+            path.write_text(render([table], fmt))
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# GQA test-dev balanced, exact match.
+# Model: LLaVA-1.5 (default liuhaotian/llava-v1.5-7b).
+# Usage: gqa.sh TOKENS RATIO [METHOD] [--model PATH] [--gpus N] [--limit N] [--batch-size N] [--dry-run] [--rerun]
+#        (TOKENS 'full' = no pruning; RATIO '-' for methods without one; --help lists every option)
+exec "$(dirname "${BASH_SOURCE[0]}")/../../launch.sh" v1_5 gqa "$@"

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# ScienceQA, image subset (scienceqa_img), accuracy.
+# Model: LLaVA-NeXT in the paper's mode: 672x672 grid, TOKENS per crop (default liuhaotian/llava-v1.6-vicuna-7b).
+# Usage: sqa.sh TOKENS RATIO [METHOD] [--model PATH] [--gpus N] [--limit N] [--batch-size N] [--dry-run] [--rerun]
+#        (TOKENS 'full' = no pruning; RATIO '-' for methods without one; --help lists every option)
+exec "$(dirname "${BASH_SOURCE[0]}")/../../launch.sh" v1_6 sqa "$@"

@@ -1,0 +1,90 @@
+"""A tiny original-layout LLaVA checkpoint and a local lmms-eval task, for the evaluation tests."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import shapes_image
+from llava.tiny import build_tiny_llava
+from original_layout import save_clip, save_original
+
+TASK = "vispruner_smoke"
+DEFAULT_POST = "\nAnswer briefly."
+LLAVA_POST = "\nAnswer the question using a single word or phrase."
+LLAVA_MAX_NEW_TOKENS = 3
+
+TASK_YAML = """task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_visual: !function utils.doc_to_visual
+doc_to_text: !function utils.doc_to_text
+doc_to_target: answer
+generation_kwargs:
+  max_new_tokens: 6
+  temperature: 0
+  do_sample: false
+  until: ["ASSISTANT:"]
+lmms_eval_specific_kwargs:
+  default:
+    post_prompt: {default_post}
+  llava:
+    post_prompt: {llava_post}
+model_specific_generation_kwargs:
+  llava:
+    max_new_tokens: {llava_max}
+process_results: !function utils.process_results
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+  - metric: answer_length
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 0.0
+"""
+
+TASK_UTILS = '''from PIL import Image
+
+
+def doc_to_visual(doc):
+    return [Image.open(doc["image_path"]).convert("RGB")]
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return doc["question"] + (lmms_eval_specific_kwargs or {}).get("post_prompt", "")
+
+
+def process_results(doc, results):
+    answer = results[0].strip()
+    return {"exact_match": float(answer.lower() == doc["answer"]), "answer_length": float(len(answer))}
+'''
+
+
+def write_checkpoint(folder: Path) -> Path:
+    model, processor = build_tiny_llava(image_size=56, patch_size=14, vision_layers=2)
+    clip = save_clip(model, folder / "clip", 56)
+    return save_original(model, processor.tokenizer, folder / "llava-tiny", clip)
+
+
+def write_task(folder: Path, num_docs: int = 5) -> Path:
+    """A local image QA task whose prompts and generation options are keyed by model name."""
+    rows = []
+    for i in range(num_docs):
+        image = folder / f"image{i}.png"
+        shapes_image(48 + 12 * i, seed=i).save(image)
+        rows.append({"question_id": i, "image_path": str(image), "question": f"What is shown {i}?", "answer": "yes"})
+    data = folder / "data.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task_dir = folder / "tasks" / TASK
+    task_dir.mkdir(parents=True)
+    (task_dir / f"{TASK}.yaml").write_text(
+        TASK_YAML.format(task=TASK, data=data, default_post=json.dumps(DEFAULT_POST), llava_post=json.dumps(LLAVA_POST),
+                         llava_max=LLAVA_MAX_NEW_TOKENS)  # fmt: skip
+    )
+    (task_dir / "utils.py").write_text(TASK_UTILS)
+    return folder / "tasks"

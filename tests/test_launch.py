@@ -1,0 +1,143 @@
+"""Benchmark scripts: --dry-run prints a well-formed command, and every task they name exists."""
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from eval import launch
+from eval.benchmarks import BENCHMARKS, FAMILIES
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(REPO.glob("scripts/*/eval/*.sh"))
+
+
+def installed_task_names() -> set[str]:
+    """Task, group and tag names defined by lmms-eval's own task files (what its index is keyed by)."""
+    lmms_eval = pytest.importorskip("lmms_eval")
+    names = set()
+    for path in (Path(lmms_eval.__file__).parent / "tasks").rglob("*.yaml"):
+        text = path.read_text(errors="ignore")
+        names.update(re.findall(r"^(?:task|group|tag):\s*[\"']?([\w.\-]+)", text, flags=re.M))
+    return names
+
+
+def our_task_names() -> set[str]:
+    from lmms_eval.tasks import TaskManager
+
+    return set(TaskManager("ERROR", include_path=str(REPO / "eval" / "tasks"), include_defaults=False).all_tasks)
+
+
+def test_every_benchmark_has_one_script_per_family():
+    expected = {f"{family}/eval/{bench}.sh" for family, spec in FAMILIES.items() for bench in spec["benchmarks"]}
+    assert {str(p.relative_to(REPO / "scripts")) for p in SCRIPTS} == expected
+
+
+def test_every_task_a_script_runs_exists():
+    ours, installed = our_task_names(), installed_task_names()
+    assert {"textvqa_val_ocr", "pope_paper", "mmvet_paper", "videollava_msvd_qa"} <= ours
+    assert not ours & installed, "our task names must not shadow lmms-eval's"
+    for spec in BENCHMARKS.values():
+        for task in spec.tasks + tuple(task for task, _ in spec.metrics):
+            assert task in ours | installed, f"{spec.name}: task {task} exists neither in lmms-eval 0.7.3 nor in eval/tasks"
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(REPO / "scripts")))
+def test_dry_run_prints_the_exact_command(script):
+    family, bench = script.parent.parent.name, script.stem
+    done = subprocess.run(["bash", str(script), "64", "0.5", "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    commands = [shlex.split(line) for line in done.stdout.strip().splitlines()]
+    evaluate = commands[0]
+    assert evaluate[1:3] == ["-m", "lmms_eval"] and Path(evaluate[0]).name.startswith("python")
+    flags = dict(zip(evaluate[3::2], evaluate[4::2]))
+    assert flags["--model"] == "vispruner" and flags["--tasks"] == ",".join(BENCHMARKS[bench].tasks)
+    model_args = dict(item.split("=", 1) for item in flags["--model_args"].split(","))
+    assert model_args["pretrained"] == FAMILIES[family]["model"]
+    assert (model_args["method"], model_args["visual_token_num"], model_args["important_ratio"]) == ("vispruner", "64", "0.5")
+    assert model_args["conv_template"] == FAMILIES[family]["conv_template"]
+    assert (model_args.get("paper_mode") == "true") == (family == "v1_6")
+    out = Path(flags["--output_path"])
+    assert out.parts[-3:] == ("vispruner", "n64_r0.5", bench) and out.parts[-5] == "results"
+    assert model_args["response_log"] == str(out / "responses")
+    assert Path(flags["--include_path"]) == REPO / "eval" / "tasks"
+    assert len(commands) == (2 if BENCHMARKS[bench].judged else 1)
+    if BENCHMARKS[bench].judged:
+        assert commands[1][1:4] == ["-m", "eval.judge", str(out)]
+
+
+def dry(argv, capsys):
+    launch.run(launch.parse_args(argv + ["--dry-run"]))
+    return shlex.split(capsys.readouterr().out.strip().splitlines()[0])
+
+
+def test_gpus_model_limit_and_unpruned_runs(capsys, monkeypatch):
+    command = dry(["v1_5", "gqa", "32", "0.75", "--gpus", "4", "--limit", "10", "--model", "/ckpt/llava-v1.5-13b/"], capsys)
+    assert command[:5] == ["accelerate", "launch", "--num_processes=4", "-m", "lmms_eval"]
+    assert command[command.index("--limit") + 1] == "10"
+    assert command[command.index("--output_path") + 1].endswith("llava-v1.5-13b/vispruner/n32_r0.75_limit10/gqa")
+    monkeypatch.setenv("MODEL_PATH", "/models/mine")
+    command = dry(["v1_5", "mme", "full", "-"], capsys)
+    assert "pretrained=/models/mine,method=none,conv_template=vicuna_v1," in command[command.index("--model_args") + 1]
+    assert command[command.index("--output_path") + 1].endswith("mine/none/full/mme")
+    command = dry(["v1_5", "mme", "64", "-", "fastv", "--model-arg", "dtype=bfloat16"], capsys)
+    model_args = command[command.index("--model_args") + 1]
+    assert "method=fastv,visual_token_num=64,conv_template" in model_args and model_args.endswith(",dtype=bfloat16")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["v1_5", "mme", "64", "1.5"], "RATIO must be in"), (["v1_5", "mme", "sixty", "0.5"], "TOKENS must be"),
+     (["v1_5", "nope", "64", "0.5"], "unknown benchmark"), (["v1_5", "mme", "64", "0.5", "none"], "use TOKENS=full")],
+)  # fmt: skip
+def test_bad_arguments_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        launch.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_table_runner_covers_every_cell(capsys):
+    done = subprocess.run(["bash", str(REPO / "scripts" / "eval_table.sh"), "v1_5", "--methods", "vispruner", "fastv",
+                           "--budgets", "128", "64", "--dry-run", "--", "--gpus", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    table = FAMILIES["v1_5"]["table"]
+    assert len(lines) == len(table) * (1 + 2 * 2)
+    assert sum("method=none" in line for line in lines) == len(table)
+    assert all(line.startswith("accelerate launch --num_processes=2") for line in lines)
+
+
+def test_finished_runs_are_kept_reruns_keep_them_and_video_runs_resume_at_the_judge(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(command, cwd, stdout, stderr):
+        calls.append(command)
+        if "--output_path" in command:  # lmms-eval: write a result file as it would
+            out = Path(command[command.index("--output_path") + 1]) / "model_id"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"2026010{len(calls)}_000000_results.json").write_text("{}")
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    monkeypatch.setattr(launch, "_validate_method", lambda args: None)
+    argv = ["v1_5", "gqa", "64", "0.5", "--results", str(tmp_path)]
+    assert launch.run(launch.parse_args(argv)) == "done"
+    out = tmp_path / "llava-v1.5-7b" / "vispruner" / "n64_r0.5" / "gqa"
+    (out / "responses").mkdir()
+    assert launch.run(launch.parse_args(argv)) == "skipped" and len(calls) == 1
+    assert launch.run(launch.parse_args(argv + ["--rerun"])) == "done" and len(calls) == 2
+    assert len(list(out.rglob("*_results.json"))) == 2 and len(list(out.glob("responses.before-*"))) == 1
+    assert (out / "command.txt").read_text().count("-m lmms_eval") == 2
+
+    video = ["video", "msvd", "57", "0.5", "--results", str(tmp_path)]
+    monkeypatch.setattr(launch.subprocess, "run", lambda command, **kw: calls.append(command) or SimpleNamespace(returncode=1))
+    assert launch.run(launch.parse_args(video)) == "failed"  # lmms-eval failed: the judge is not run
+    assert calls[-1][1:3] == ["-m", "lmms_eval"]
+    results = tmp_path / "Video-LLaVA-7B-hf" / "vispruner" / "n57_r0.5" / "msvd" / "model_id"
+    results.mkdir(parents=True)
+    (results / "20260101_000000_results.json").write_text("{}")
+    monkeypatch.setattr(launch.subprocess, "run", lambda command, **kw: calls.append(command) or SimpleNamespace(returncode=0))
+    assert launch.run(launch.parse_args(video)) == "done"
+    assert calls[-1][1:3] == ["-m", "eval.judge"] and calls[-2][1:3] == ["-m", "lmms_eval"]  # only the judge ran
