@@ -1,6 +1,7 @@
 """In-LLM methods (FastV, PDrop, SparseVLM) on a tiny LLaVA with a 4-layer language model."""
 import pytest
 import torch
+from transformers import StaticCache
 
 import llava
 from conftest import LONG_PROMPT, PROMPT
@@ -205,6 +206,8 @@ def test_labels_inputs_embeds_and_prompts_without_a_question_are_refused(pruned,
     no_question = processor(text="USER: look <image>", images=images[0], return_tensors="pt")
     with pytest.raises(ValueError, match="needs the question after the image"):
         model.generate(**no_question, max_new_tokens=1)
+    with pytest.raises(ValueError, match="needs a DynamicCache"):
+        model(**batch, past_key_values=StaticCache(config=model.config.text_config, max_cache_len=256))
     with pytest.raises(ValueError, match="labels are not supported"):
         model(**batch, labels=batch.input_ids)
     embeds = model.get_input_embeddings()(batch.input_ids)
@@ -238,3 +241,15 @@ def test_sparsevlm_published_schedules():
     assert SparseVLM(64).schedule == (66, 30, 17) and SparseVLM(64).stages() == (3, 7, 16)
     with pytest.raises(ValueError, match="visual_token_num"):
         SparseVLM(100)
+
+
+def test_remove_pruning_restores_the_stock_language_model(model_and_processor, batch):
+    model, _ = model_and_processor
+    with torch.no_grad():
+        before = model(**batch).logits
+        for method, options in SETTINGS.items():
+            llava.apply_pruning(model, method=method, visual_token_num=T, **options)
+            assert model(**batch).logits.shape[1] < before.shape[1]
+            llava.remove_pruning(model)
+            assert "forward" not in model.model.language_model.__dict__ and "forward" not in model.model.__dict__
+        assert torch.equal(model(**batch).logits, before)

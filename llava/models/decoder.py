@@ -120,6 +120,11 @@ def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use
     image = image_index if image_index is not None else torch.full((batch, length), -1, device=device)
     sequence = Sequence(embeds, positions, mask, image.to(device), torch.arange(length, device=device).expand(batch, -1))
     stages = pruner.stages() if bool((image >= 0).any()) else ()
+    if stages and cache is not None and not isinstance(cache, DynamicCache):
+        raise ValueError(
+            f"{pruner.name} keeps different lengths in different cache layers and needs a DynamicCache "
+            f"(generate's default), got {type(cache).__name__}"
+        )
     state = pruner.start(sequence) if stages else None
     captured = {pruner.attention_layer(s): s for s in stages if pruner.attention_layer(s) == s - 1}
 
