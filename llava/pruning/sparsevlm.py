@@ -1,7 +1,8 @@
 """SparseVLM (v1): text raters score the visual tokens; progressive pruning with token recycling.
 
 Zhang et al., "SparseVLM: Visual Token Sparsification for Efficient Vision-Language Model
-Inference", ICML 2025, arXiv 2410.04417 (v1 algorithm and schedules of the public code, not v1.5/v2).
+Inference", ICML 2025, arXiv 2410.04417 (the v1 algorithm as its public code runs it, with fixed
+per-layer schedules rather than the paper's rank-based adaptive counts; not v1.5/v2).
 Where: inside the language model, after each layer in `layers` (default 2, 6, 15 of LLaVA-1.5's 32):
 that layer sees the current tokens, its output is pruned, and the later layers (and their KV cache)
 see only what is kept.
