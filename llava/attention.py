@@ -40,3 +40,42 @@ def row_softmax(query: torch.Tensor, key: torch.Tensor, num_heads: int, scale: f
     q = query.float().view(batch, num_queries, num_heads, head_dim).transpose(1, 2)
     k = key.float().view(batch, key.shape[1], num_heads, head_dim).transpose(1, 2)
     return torch.softmax((q @ k.transpose(-1, -2)) * scale, dim=-1)
+
+
+def rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding (the rotate-half form Llama-style models use): states [B, H, Q, d], cos/sin [B, Q, d]."""
+    cos, sin = cos[:, None], sin[:, None]
+    half = states.shape[-1] // 2
+    rotated = torch.cat((-states[..., half:], states[..., :half]), dim=-1)
+    return states * cos + rotated * sin
+
+
+def causal_rows_softmax(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    query_index: torch.Tensor,
+    key_mask: torch.Tensor,
+    num_heads: int,
+    num_key_value_heads: int,
+    scale: float,
+) -> torch.Tensor:
+    """Causal softmax attention of a few query rows of a rotary decoder layer, in float32.
+
+    query: [B, Q, H * d] projected queries of the tokens at `query_index` [B, Q];
+    key:   [B, L, H_kv * d] projected keys of the whole sequence (grouped heads are shared);
+    cos, sin: [B, L, d] the layer's rotary tables for the sequence; key_mask: [B, L] False = padding.
+    Returns [B, H, Q, L]: each row attends to the non-padding tokens at or before it.
+    """
+    batch, num_queries, _ = query.shape
+    length = key.shape[1]
+    head_dim = key.shape[-1] // num_key_value_heads
+    gather = query_index[..., None].expand(-1, -1, cos.shape[-1])
+    q = query.float().view(batch, num_queries, num_heads, head_dim).transpose(1, 2)
+    k = key.float().view(batch, length, num_key_value_heads, head_dim).transpose(1, 2)
+    q = rotate(q, cos.float().gather(1, gather), sin.float().gather(1, gather))
+    k = rotate(k, cos.float(), sin.float()).repeat_interleave(num_heads // num_key_value_heads, dim=1)
+    scores = (q @ k.transpose(-1, -2)) * scale
+    visible = key_mask[:, None, :] & (torch.arange(length, device=key.device) <= query_index[..., None])
+    return torch.softmax(scores.masked_fill(~visible[:, None], float("-inf")), dim=-1)

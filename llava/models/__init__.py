@@ -23,7 +23,9 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
 
     Per instance and reversible (`remove_pruning`); applying again replaces the earlier settings.
     The settings are readable as `model.pruning_config`. Options are the method's own, e.g.
-    `important_ratio` for "vispruner".
+    `important_ratio` for "vispruner" or `layer` for "fastv"; `llava.list_methods()` names the
+    methods and each method's module documents its options and what `visual_token_num` means.
+    Methods needing a signal the model cannot provide raise ValueError.
     """
     attach = _host(model)
     pruner = create_pruner(method, visual_token_num, **options)

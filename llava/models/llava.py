@@ -1,12 +1,18 @@
 """Pruning for `LlavaForConditionalGeneration` (LLaVA-1.5 and its kin), patched per instance.
 
-Two seams are overridden on the one model object:
+Vision-side methods override two seams on the one model object:
 * `model.model.get_image_features`, which both `forward` and `generate` call to encode images: it now
   runs the vision tower only to the feature layer, lets the pruner reduce the patch features, and
-  projects the T kept tokens (the projector acts per token, so projecting after selection is exact);
+  projects the T kept tokens (the projector acts per token, so projecting after selection is exact;
+  methods that select on projected tokens get all of them projected and keep the selected ones);
 * `model.forward` and `model.generate`, which shrink each image's placeholder run from N to T before
   the stock code runs, so `processor(...)` output can be passed unchanged. `generate` returns the
   caller's own prompt ids followed by the new tokens, as an unpruned model would.
+
+In-LLM methods (FastV, PDrop, SparseVLM) leave the image encoding and placeholders alone. They
+replace the language model's layer loop (`decoder.py`) and `model.model.forward`, which tells that
+loop which prompt tokens are visual (from the `<image>` placeholder positions in `input_ids`).
+Logits then cover the tokens the last layer kept; `labels` are refused.
 """
 from __future__ import annotations
 
@@ -14,15 +20,32 @@ import functools
 import inspect
 
 import torch
+from transformers import CLIPVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
-from ..pruning.base import VisionTokenPruner
-from . import clip
+from ..pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner, check_signals, gather_tokens
+from . import clip, decoder
 from .placeholders import shrink_image_runs
 
+LANGUAGE_SIGNALS = frozenset({"question"})  # the prompt text after the image, read inside the language model
 
-def attach(model, pruner: VisionTokenPruner, patch: InstancePatch) -> None:
+
+def attach(model, pruner: TokenPruner, patch: InstancePatch) -> None:
+    tower = model.model.vision_tower
+    if not isinstance(tower, CLIPVisionModel):
+        raise ValueError(
+            f"pruning on {type(model).__name__} supports CLIP vision towers (CLIPVisionModel), got {type(tower).__name__}"
+        )
+    host = f"{type(model).__name__} with a CLIP vision tower"
+    check_signals(pruner, clip.SIGNALS | {"projected"} | LANGUAGE_SIGNALS, host)
+    if isinstance(pruner, LanguageModelPruner):
+        _attach_language_model(model, pruner, patch)
+        return
+    if "token_merging" in pruner.requires:  # a budget the merge schedule cannot reach fails now, not at the first image
+        vision = model.config.vision_config
+        depth = clip.feature_depth(tower, model.config.vision_feature_layer)
+        pruner.schedule((vision.image_size // vision.patch_size) ** 2, depth)
     inner = model.model
     patch.set(inner, "get_image_features", _pruned_image_features(inner, pruner))
     patch.set(model, "forward", _shrinking_forward(model, pruner))
@@ -44,8 +67,13 @@ def _pruned_image_features(inner, pruner: VisionTokenPruner):
             )
         if image_sizes is not None:
             raise ValueError("pruning does not support per-image sizes (image_sizes) on LlavaForConditionalGeneration")
-        vision = clip.encode(inner.vision_tower, pixel_values, layer, "cls_attention" in pruner.requires)
-        kept = inner.multi_modal_projector(pruner.reduce(vision))
+        merger = pruner if "token_merging" in pruner.requires else None
+        vision = clip.encode(inner.vision_tower, pixel_values, layer, signals=pruner.requires, merger=merger)
+        if "projected" in pruner.requires:
+            vision.projected = inner.multi_modal_projector(vision.features)
+            kept = gather_tokens(vision.projected, pruner.select(vision))
+        else:
+            kept = inner.multi_modal_projector(pruner.reduce(vision))
         output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=list(kept))
         return output if kwargs.get("return_dict", True) else output.to_tuple()
 
@@ -64,7 +92,7 @@ def _shrink(model, pruner, pixel_values, input_ids, attention_mask=None, labels=
         image_token_id=model.config.image_token_id,
         num_images=pixel_values.shape[0],
         tokens_per_image=num_tokens,
-        kept_per_image=pruner.kept_per_image(num_tokens),
+        kept_per_image=pruner.kept_per_image(num_tokens, clip.patch_grid(pixel_values, tower)),
         attention_mask=attention_mask,
         labels=labels,
         pad_token_id=0 if pad is None else pad,
@@ -116,3 +144,57 @@ def _restore_prompt(output, prompt: torch.Tensor, shrunk_length: int):
         return restored
     output.sequences = restored
     return output
+
+
+def _attach_language_model(model, pruner: LanguageModelPruner, patch: InstancePatch) -> None:
+    decoder.attach(model.model.language_model, pruner, patch)
+    patch.set(model.model, "forward", _marking_forward(model))
+    patch.set(model, "forward", _refusing_labels(model))
+
+
+def _image_index(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """[B, L] image number (within its row) of each `<image>` placeholder, -1 for other tokens."""
+    vision = model.config.vision_config
+    per_image = (vision.image_size // vision.patch_size) ** 2
+    is_image = input_ids == model.config.image_token_id
+    return torch.where(is_image, (is_image.cumsum(dim=-1) - 1) // per_image, -1)
+
+
+def _marking_forward(model):
+    inner = model.model
+    stock = inner.forward
+    signature = inspect.signature(stock)
+
+    @functools.wraps(stock)
+    def forward(*args, **kwargs):
+        call = signature.bind_partial(*args, **kwargs)
+        given = call.arguments
+        input_ids = given.get("input_ids")
+        marks = {}
+        if input_ids is not None:
+            if input_ids.shape[1] > 1:
+                marks[decoder.IMAGE_INDEX_KWARG] = _image_index(model, input_ids)
+        elif given.get("pixel_values") is not None or given.get("mm_encoder_outputs") is not None:
+            raise ValueError(
+                f"{model.pruning_config.method} prunes inside the language model and finds the image tokens "
+                "by their <image> placeholders: pass input_ids, not inputs_embeds"
+            )
+        return stock(*call.args, **call.kwargs, **marks)
+
+    return forward
+
+
+def _refusing_labels(model):
+    stock = model.forward
+    signature = inspect.signature(stock)
+
+    @functools.wraps(stock)
+    def forward(*args, **kwargs):
+        if signature.bind_partial(*args, **kwargs).arguments.get("labels") is not None:
+            raise ValueError(
+                f"labels are not supported with {model.pruning_config.method}: it drops tokens inside the language "
+                "model, so the logits cover the kept tokens only"
+            )
+        return stock(*args, **kwargs)
+
+    return forward

@@ -2,7 +2,7 @@
 
 >>> from llava.pruning import list_methods, create_pruner
 >>> list_methods()
-['vispruner']
+['divprune', 'fastervlm', 'fastv', 'pdrop', 'pool', 'prumerge_plus', 'random', 'sparsevlm', 'tome', 'visionzip', 'vispruner']
 >>> create_pruner("vispruner", visual_token_num=64, important_ratio=0.5)
 VisPruner(visual_token_num=64, important_ratio=0.5)
 """
@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import inspect
 
-from .base import PruningConfig, VisionFeatures, VisionTokenPruner
+from .base import LanguageModelPruner, PruningConfig, TokenPruner, VisionFeatures, VisionTokenPruner
+from .divprune import DivPrune
+from .fastervlm import FasterVLM
+from .fastv import FastV
+from .pdrop import PDrop
+from .pool import Pool
+from .prumerge import PruMergePlus
+from .random_pruning import RandomPruner
+from .sparsevlm import SparseVLM
+from .tome import ToMe
+from .visionzip import VisionZip
 from .vispruner import VisPruner
 
-METHODS: dict[str, type[VisionTokenPruner]] = {}
+METHODS: dict[str, type[TokenPruner]] = {}
 
 
-def register_method(cls: type[VisionTokenPruner]) -> type[VisionTokenPruner]:
+def register_method(cls: type[TokenPruner]) -> type[TokenPruner]:
     """Add a pruner class to `METHODS` under its `name` (usable as a class decorator)."""
     if cls.name in METHODS and METHODS[cls.name] is not cls:
         raise ValueError(f"a pruning method named {cls.name!r} is already registered ({METHODS[cls.name].__name__})")
@@ -29,7 +39,7 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-def create_pruner(method: str, visual_token_num: int, **options) -> VisionTokenPruner:
+def create_pruner(method: str, visual_token_num: int, **options) -> TokenPruner:
     """Build the pruner registered as `method`; unknown methods or options raise ValueError."""
     if method not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; available: {', '.join(list_methods())}")
@@ -44,11 +54,14 @@ def create_pruner(method: str, visual_token_num: int, **options) -> VisionTokenP
     return cls(visual_token_num, **options)
 
 
-register_method(VisPruner)
+for _method in (VisPruner, FasterVLM, RandomPruner, Pool, DivPrune, VisionZip, PruMergePlus, ToMe, FastV, PDrop, SparseVLM):
+    register_method(_method)
 
 __all__ = [
     "METHODS",
+    "LanguageModelPruner",
     "PruningConfig",
+    "TokenPruner",
     "VisionFeatures",
     "VisionTokenPruner",
     "create_pruner",

@@ -1,12 +1,22 @@
-"""What every pruning method shares: the inputs it sees, the argument checks, and its settings."""
+"""What every pruning method shares: the inputs it sees, the argument checks, and its settings.
+
+Two kinds of methods exist:
+* `VisionTokenPruner`: reduces an image's tokens before the language model sees them (inside the
+  vision encoder or between encoder and projector); the language model receives T tokens per image.
+* `LanguageModelPruner`: drops visual tokens from the hidden states between language-model layers;
+  the language model receives all tokens and keeps fewer after its pruning layer(s).
+"""
 from __future__ import annotations
 
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+if TYPE_CHECKING:
+    from .sequence import AttentionRows, Sequence
 
 
 def check_token_num(visual_token_num: Any, name: str = "visual_token_num") -> int:
@@ -18,6 +28,13 @@ def check_token_num(visual_token_num: Any, name: str = "visual_token_num") -> in
     return int(visual_token_num)
 
 
+def check_count(value: Any, name: str, minimum: int = 0) -> int:
+    """Return `value` as an int >= `minimum`, or raise ValueError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_ratio(value: Any, name: str) -> float:
     """Return `value` as a float in [0, 1], or raise ValueError naming the argument."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
@@ -27,23 +44,73 @@ def check_ratio(value: Any, name: str) -> float:
     return float(value)
 
 
+def check_layers(value: Any, name: str) -> tuple[int, ...]:
+    """Return `value` (an int or a sequence of ints) as a strictly increasing tuple of ints >= 0."""
+    layers = (value,) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    try:
+        layers = tuple(layers)
+    except TypeError:
+        raise ValueError(f"{name} must be a layer index or a list of them, got {value!r}") from None
+    if not layers or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0 for v in layers):
+        raise ValueError(f"{name} must hold layer indices >= 0, got {value!r}")
+    if any(b <= a for a, b in zip(layers, layers[1:])):
+        raise ValueError(f"{name} must be strictly increasing, got {value!r}")
+    return tuple(int(v) for v in layers)
+
+
+def check_signals(pruner: TokenPruner, provided: frozenset[str], host: str) -> None:
+    """Raise ValueError when `host` cannot give `pruner` a signal it needs (e.g. [CLS] attention)."""
+    missing = sorted(pruner.requires - provided)
+    if missing:
+        raise ValueError(
+            f"method {pruner.name!r} needs {', '.join(missing)}, which {host} does not provide "
+            f"(it provides: {', '.join(sorted(provided)) or 'nothing'})"
+        )
+
+
 def gather_tokens(tokens: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     """Pick `indices` [B, T] out of `tokens` [B, N, C] -> [B, T, C]."""
     return tokens.gather(1, indices.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 @dataclass
+class LayerProjections:
+    """One encoder layer's query for the [CLS] token and keys for all tokens, as its projections output them.
+
+    cls_query: [B, C] q_proj output of the [CLS] token.
+    keys:      [B, 1 + N, C] k_proj output, [CLS] first, then the patches in raster order.
+    num_heads: how many heads the C channels split into.
+    """
+
+    cls_query: torch.Tensor
+    keys: torch.Tensor
+    num_heads: int
+
+
+@dataclass
 class VisionFeatures:
     """What a host model hands a vision-side pruner, for one batch of images.
 
-    features:      [B, N, C] patch features of the feature layer, before the projector ([CLS] excluded).
-    grid:          (rows, cols) of the patch grid, rows * cols == N, in raster order.
-    cls_attention: [B, H, N] [CLS] -> patch attention of the feature layer, when the method asks for it.
+    features:         [B, N, C] patch features of the feature layer, before the projector ([CLS] excluded).
+                      For methods that merge inside the encoder ("token_merging") these are the merged tokens.
+    grid:             (rows, cols) of the patch grid, rows * cols == N (before any merging), in raster order.
+    cls_attention:    [B, H, N] [CLS] -> patch attention of the feature layer ("cls_attention").
+    cls_token:        [B, C] the [CLS] token's feature at the feature layer ("cls_token").
+    projections:      the feature layer's [CLS] query and keys ("projections").
+    next_projections: the [CLS] query and keys of the encoder layer after the feature layer, computed from
+                      the feature layer's output ("next_projections"); that layer itself does not run.
+    projected:        [B, N, D] the patch features after the projector, i.e. the language model's input
+                      embeddings for these tokens ("projected").
+    Fields a method does not list in `requires` are None.
     """
 
     features: torch.Tensor
     grid: tuple[int, int]
     cls_attention: torch.Tensor | None = None
+    cls_token: torch.Tensor | None = None
+    projections: LayerProjections | None = None
+    next_projections: LayerProjections | None = None
+    projected: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -55,12 +122,12 @@ class PruningConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-class VisionTokenPruner:
-    """A method that reduces the visual tokens before the language model sees them.
+class TokenPruner:
+    """Name, budget, signals and settings shared by every method.
 
-    Subclasses set `name`, list the vision signals they need in `requires` (e.g. "cls_attention"),
-    check their options in `__init__`, and implement `select` (kept indices, raster order) or, for
-    methods that merge tokens, `reduce` (the reduced features).
+    Subclasses set `name`, list the signals they need in `requires` (vision signals such as
+    "cls_attention", or "question" for methods that read the text after the image), and check
+    their options in `__init__`, raising ValueError naming the option.
     """
 
     name: ClassVar[str]
@@ -78,8 +145,21 @@ class VisionTokenPruner:
     def config(self) -> PruningConfig:
         return PruningConfig(self.name, self.visual_token_num, self.options)
 
-    def kept_per_image(self, num_tokens: int) -> int:
-        """How many tokens reach the language model for an image of `num_tokens` tokens."""
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in {"visual_token_num": self.visual_token_num, **self.options}.items())
+        return f"{type(self).__name__}({settings})"
+
+
+class VisionTokenPruner(TokenPruner):
+    """A method that reduces the visual tokens before the language model sees them.
+
+    Subclasses implement `select` (kept indices, raster order) or, for methods that merge tokens,
+    `reduce` (the reduced features). Methods needing "projected" are handed the projected tokens and
+    must implement `select`: the host then passes the selected projected tokens on unchanged.
+    """
+
+    def kept_per_image(self, num_tokens: int, grid: tuple[int, int] | None = None) -> int:
+        """How many tokens reach the language model for an image of `num_tokens` tokens on `grid`."""
         return min(self.visual_token_num, num_tokens)
 
     def select(self, vision: VisionFeatures) -> torch.Tensor:
@@ -90,6 +170,55 @@ class VisionTokenPruner:
         """Reduced pre-projector features [B, T, C] in the order the language model will see them."""
         return gather_tokens(vision.features, self.select(vision))
 
-    def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in {"visual_token_num": self.visual_token_num, **self.options}.items())
-        return f"{type(self).__name__}({settings})"
+
+class LanguageModelPruner(TokenPruner):
+    """A method that drops visual tokens from the language model's hidden states between layers.
+
+    The host runs the language model's layers itself. Before each layer index in `stages(...)` it
+    calls `reduce(stage, sequence, attention, state)`, which returns the shortened sequence; the
+    later layers (and their KV cache) only see that. `attention` gives softmax attention rows of
+    the layer named by `attention_layer(...)`: the layer just run (its own projections are reused)
+    or the layer about to run (its projections are computed for the rows asked for).
+    `visual_token_num` is the number of visual tokens kept per image after the (first) pruning
+    layer; each method documents its exact meaning.
+    """
+
+    requires = frozenset({"question"})
+
+    def stages(self) -> tuple[int, ...]:
+        """Layer indices (ascending) before which `reduce` runs, one per stage."""
+        raise NotImplementedError
+
+    def attention_layer(self, stage_layer: int) -> int:
+        """The layer whose attention the stage before `stage_layer` reads: stage_layer - 1 or stage_layer."""
+        return stage_layer - 1
+
+    def check_depth(self, num_layers: int) -> None:
+        """Raise ValueError naming the option when a stage does not fit a model of `num_layers` layers."""
+        for layer in self.stages():
+            if not 1 <= layer < num_layers:
+                raise ValueError(
+                    f"{self.name}: pruning before layer {layer} does not fit a language model of {num_layers} "
+                    f"layers (allowed: 1..{num_layers - 1}); set {self._layer_option()}"
+                )
+
+    def _layer_option(self) -> str:
+        return "layers"
+
+    def start(self, sequence: Sequence) -> Any:
+        """Check the prefill input and compute per-call state from it (e.g. text raters).
+
+        Every in-LLM method reads the question, so a prompt whose last token is an image token
+        raises ValueError."""
+        from .sequence import last_real_index
+
+        last = last_real_index(sequence.mask)[:, None]
+        if bool(sequence.visual.gather(1, last).any()):
+            raise ValueError(
+                f"{self.name} needs the question after the image (it reads the text that follows it), "
+                "but a prompt ends with an image token"
+            )
+        return None
+
+    def reduce(self, stage: int, sequence: Sequence, attention: AttentionRows, state: Any) -> Sequence:
+        raise NotImplementedError

@@ -1,0 +1,210 @@
+"""A layer loop for Llama-style decoders in which an in-LLM pruning method shortens the sequence.
+
+`attach` replaces one language model's `forward` (per instance) with a loop over the same layers.
+During prefill, before each of the method's stage layers it hands the current sequence and an
+attention-row reader to `pruner.reduce`, and the layers after that run on the shortened sequence:
+
+* attention rows are computed beside SDPA, never by switching to eager attention: for the layer
+  that just ran, from the query/key projections it computed anyway (captured by forward hooks);
+  for the layer about to run, by projecting the rows asked for and the keys (one extra k_proj);
+* each run of layers between stages is a "group" whose KV-cache layers hold that group's tokens:
+  the mask for a group is built against its own cache layer, so layers before the first stage keep
+  the full prompt and later ones the pruned prompt;
+* decoding continues consistently: the kept prompt's padding mask per group is remembered with
+  the cache (a weak reference, so it is dropped with the cache), each new token's mask is appended
+  to it, and rotary positions continue either from the original positions (methods that keep
+  positions, e.g. FastV) or shifted by the number of tokens dropped before the group (methods that
+  renumber positions, e.g. PDrop).
+
+The host passes, as the keyword `IMAGE_INDEX_KWARG` that the stock multimodal model forwards to its
+language model, which prompt tokens are visual ([B, L] long, image number within the row or -1).
+"""
+from __future__ import annotations
+
+import types
+import weakref
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+
+import torch
+from transformers import DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from ..attention import capture_projections, causal_rows_softmax
+from ..patching import InstancePatch
+from ..pruning.base import LanguageModelPruner
+from ..pruning.sequence import Sequence, last_real_index
+
+IMAGE_INDEX_KWARG = "pruning_image_index"
+_REQUIRED = ("embed_tokens", "layers", "norm", "rotary_emb")
+
+
+@dataclass
+class _Group:
+    first_layer: int
+    prefix_mask: torch.Tensor  # [B, L_g] the kept prompt tokens' padding mask
+    shift: torch.Tensor  # [B] original minus renumbered position of the last prompt token
+
+
+@dataclass
+class _Plan:
+    prefill_length: int
+    groups: list[_Group]
+
+
+def check_supported(language_model) -> None:
+    missing = [name for name in _REQUIRED if not hasattr(language_model, name)]
+    attention = getattr(language_model.layers[0], "self_attn", None) if hasattr(language_model, "layers") else None
+    if missing or not all(hasattr(attention, p) for p in ("q_proj", "k_proj", "head_dim", "scaling")):
+        raise ValueError(
+            f"in-LLM pruning needs a Llama-style decoder (embed_tokens, layers with self_attn.q_proj/k_proj, "
+            f"norm, rotary_emb); {type(language_model).__name__} is not one"
+        )
+
+
+def attach(language_model, pruner: LanguageModelPruner, patch: InstancePatch) -> None:
+    """Replace `language_model.forward` on this instance by the pruning layer loop."""
+    check_supported(language_model)
+    pruner.check_depth(len(language_model.layers))
+    plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def forward(
+        self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+        inputs_embeds=None, use_cache=None, **kwargs,
+    ):
+        image_index = kwargs.pop(IMAGE_INDEX_KWARG, None)
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+        seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+        batch, length = inputs_embeds.shape[:2]
+        if position_ids is None:
+            position_ids = torch.arange(seen, seen + length, device=inputs_embeds.device)[None]
+        position_ids = position_ids.expand(batch, -1)
+        if seen == 0:
+            hidden = _prefill(self, pruner, plans, inputs_embeds, attention_mask, position_ids,
+                              past_key_values, use_cache, image_index, kwargs)
+        else:
+            hidden = _decode(self, plans.get(past_key_values), inputs_embeds, attention_mask, position_ids,
+                             past_key_values, use_cache, kwargs)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
+
+    decorated = capture_outputs(merge_with_config_defaults(forward))
+    patch.set(language_model, "forward", types.MethodType(decorated, language_model))
+
+
+def _layer_inputs(model, hidden, mask, positions, cache, first_layer):
+    """The attention mask (sized against cache layer `first_layer`) and rotary tables for a group."""
+    causal = create_causal_mask(
+        config=model.config, inputs_embeds=hidden, attention_mask=mask, past_key_values=cache,
+        position_ids=positions, layer_idx=first_layer,
+    )
+    return causal, model.rotary_emb(hidden, position_ids=positions)
+
+
+def _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs):
+    return layer(hidden, attention_mask=causal, position_ids=positions, past_key_values=cache,
+                 use_cache=use_cache, position_embeddings=rope, **kwargs)
+
+
+def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use_cache, image_index, kwargs):
+    batch, length = embeds.shape[:2]
+    device = embeds.device
+    mask = attention_mask.bool() if attention_mask is not None else torch.ones(batch, length, dtype=torch.bool, device=device)
+    image = image_index if image_index is not None else torch.full((batch, length), -1, device=device)
+    sequence = Sequence(embeds, positions, mask, image.to(device), torch.arange(length, device=device).expand(batch, -1))
+    stages = pruner.stages() if bool((image >= 0).any()) else ()
+    if stages and cache is not None and not isinstance(cache, DynamicCache):
+        raise ValueError(
+            f"{pruner.name} keeps different lengths in different cache layers and needs a DynamicCache "
+            f"(generate's default), got {type(cache).__name__}"
+        )
+    state = pruner.start(sequence) if stages else None
+    captured = {pruner.attention_layer(s): s for s in stages if pruner.attention_layer(s) == s - 1}
+
+    last = last_real_index(mask)
+    original_last = positions.gather(1, last[:, None])[:, 0]
+    groups = [_Group(0, mask, torch.zeros(batch, dtype=torch.long, device=device))]
+    causal, rope = _layer_inputs(model, embeds, attention_mask, positions, cache, 0)
+    readers = {}
+    hidden = embeds
+    for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
+        if index in stages:
+            sequence = replace(sequence, hidden=hidden)
+            reader = readers.pop(index, None) or _ahead_reader(layer, sequence, rope)
+            sequence = pruner.reduce(stages.index(index), sequence, reader, state)
+            last = last_real_index(sequence.mask)
+            shift = original_last - sequence.positions.gather(1, last[:, None])[:, 0]
+            groups.append(_Group(index, sequence.mask, shift))
+            hidden = sequence.hidden
+            causal, rope = _layer_inputs(model, hidden, sequence.mask, sequence.positions, cache, index)
+        capture = capture_projections(layer.self_attn, slice(None)) if index in captured else nullcontext()
+        with capture as projected:
+            hidden = _run_layer(layer, hidden, causal, sequence.positions, rope, cache, use_cache, kwargs)
+        if index in captured:
+            readers[captured[index]] = _captured_reader(layer.self_attn, projected, replace(sequence, hidden=hidden), rope)
+    if stages and cache is not None and use_cache:
+        plans[cache] = _Plan(length, groups)
+    return hidden
+
+
+def _decode(model, plan, embeds, attention_mask, positions, cache, use_cache, kwargs):
+    if plan is None:  # a cache this loop did not prune: an unpruned decode
+        causal, rope = _layer_inputs(model, embeds, attention_mask, positions, cache, 0)
+        hidden = embeds
+        for layer in model.layers[: model.config.num_hidden_layers]:
+            hidden = _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs)
+        return hidden
+
+    batch, length = embeds.shape[:2]
+    seen = cache.get_seq_length(0)
+    if attention_mask is None:
+        attention_mask = torch.ones(batch, seen + length, dtype=torch.bool, device=embeds.device)
+    appended = attention_mask[:, plan.prefill_length:].bool()
+    starts = {group.first_layer: group for group in plan.groups}
+    hidden = embeds
+    for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
+        if index in starts:
+            group = starts[index]
+            mask = torch.cat([group.prefix_mask, appended], dim=1)
+            group_positions = positions - group.shift[:, None]
+            causal, rope = _layer_inputs(model, hidden, mask, group_positions, cache, index)
+        hidden = _run_layer(layer, hidden, causal, group_positions, rope, cache, use_cache, kwargs)
+    return hidden
+
+
+def _heads(attention):
+    return attention.q_proj.out_features // attention.head_dim, attention.k_proj.out_features // attention.head_dim
+
+
+def _captured_reader(attention, projected, sequence: Sequence, rope):
+    """Rows of the attention the layer just computed, from the query/key projections it produced."""
+    num_heads, num_kv_heads = _heads(attention)
+    query_all, key = projected["query"], projected["key"]
+
+    def rows(query_index):
+        query = query_all.gather(1, query_index[..., None].expand(-1, -1, query_all.shape[-1]))
+        return causal_rows_softmax(query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling)
+
+    return rows
+
+
+def _ahead_reader(layer, sequence: Sequence, rope):
+    """Rows of the attention the next layer would compute on `sequence`: its normalised input, the
+    queries of the asked rows and the keys of all tokens (one k_proj the layer will redo on the kept ones)."""
+    attention = layer.self_attn
+    num_heads, num_kv_heads = _heads(attention)
+
+    def rows(query_index):
+        normed = layer.input_layernorm(sequence.hidden)
+        query = attention.q_proj(normed.gather(1, query_index[..., None].expand(-1, -1, normed.shape[-1])))
+        key = attention.k_proj(normed)
+        return causal_rows_softmax(query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling)
+
+    return rows
