@@ -40,6 +40,18 @@ def encode(
     with_cls_attention: bool,
 ) -> VisionFeatures:
     """Patch features of `vision_feature_layer` ([CLS] dropped) and, if asked, its [CLS] -> patch attention."""
+    hidden, cls_attention = encode_with_cls(vision_tower, pixel_values, vision_feature_layer, with_cls_attention)
+    return VisionFeatures(features=hidden[:, 1:], grid=patch_grid(pixel_values, vision_tower), cls_attention=cls_attention)
+
+
+def encode_with_cls(
+    vision_tower: nn.Module,
+    pixel_values: torch.Tensor,
+    vision_feature_layer: int,
+    with_cls_attention: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All tokens of `vision_feature_layer`, [CLS] first ([B, 1 + N, C]), and, if asked, the [CLS] ->
+    patch attention of that layer ([B, H, N])."""
     depth = feature_depth(vision_tower, vision_feature_layer)
     hidden = vision_tower.pre_layrnorm(vision_tower.embeddings(pixel_values))
     layers = vision_tower.encoder.layers
@@ -56,9 +68,7 @@ def encode(
         cls_attention = weights[:, :, 0, 1:]  # drop the [CLS] -> [CLS] entry; not renormalised
     else:
         hidden = last(hidden, None)
-
-    patches = hidden[:, 1:]
-    return VisionFeatures(features=patches, grid=patch_grid(pixel_values, vision_tower), cls_attention=cls_attention)
+    return hidden, cls_attention
 
 
 def patch_grid(pixel_values: torch.Tensor, vision_tower: nn.Module) -> tuple[int, int]:

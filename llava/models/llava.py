@@ -11,22 +11,22 @@ Two seams are overridden on the one model object:
 from __future__ import annotations
 
 import functools
-import inspect
 
-import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
 from ..pruning.base import VisionTokenPruner
 from . import clip
+from .common import patch_forward, patch_generate
 from .placeholders import shrink_image_runs
 
 
 def attach(model, pruner: VisionTokenPruner, patch: InstancePatch) -> None:
     inner = model.model
     patch.set(inner, "get_image_features", _pruned_image_features(inner, pruner))
-    patch.set(model, "forward", _shrinking_forward(model, pruner))
-    patch.set(model, "generate", _shrinking_generate(model, pruner))
+    rewrite = _rewrite(model, pruner)
+    patch_forward(model, patch, rewrite)
+    patch_generate(model, patch, rewrite)
 
 
 def _pruned_image_features(inner, pruner: VisionTokenPruner):
@@ -71,48 +71,13 @@ def _shrink(model, pruner, pixel_values, input_ids, attention_mask=None, labels=
     )
 
 
-def _shrinking_forward(model, pruner):
-    stock = model.forward
-    signature = inspect.signature(stock)
-
-    @functools.wraps(stock)
-    def forward(*args, **kwargs):
-        call = signature.bind_partial(*args, **kwargs)
-        given = call.arguments
+def _rewrite(model, pruner):
+    def rewrite(given):
         shrunk = _shrink(
             model, pruner, given.get("pixel_values"), given.get("input_ids"), given.get("attention_mask"), given.get("labels")
         )
-        if shrunk is not None:
-            if given.get("position_ids") is not None:
-                raise ValueError("position_ids cannot be given with unpruned image placeholders; let the model compute them")
-            given.update(input_ids=shrunk.input_ids, attention_mask=shrunk.attention_mask, labels=shrunk.labels)
-        return stock(*call.args, **call.kwargs)
-
-    return forward
-
-
-def _shrinking_generate(model, pruner):
-    stock = model.generate
-
-    @functools.wraps(stock)
-    def generate(inputs=None, **kwargs):
-        input_ids = kwargs.pop("input_ids", inputs)
-        shrunk = _shrink(model, pruner, kwargs.get("pixel_values"), input_ids, kwargs.get("attention_mask"))
         if shrunk is None:
-            return stock(input_ids, **kwargs)
-        if shrunk.attention_mask is not None:
-            kwargs["attention_mask"] = shrunk.attention_mask
-        output = stock(shrunk.input_ids, **kwargs)
-        return _restore_prompt(output, input_ids, shrunk.input_ids.shape[1])
+            return None
+        return {"input_ids": shrunk.input_ids, "attention_mask": shrunk.attention_mask, "labels": shrunk.labels}
 
-    return generate
-
-
-def _restore_prompt(output, prompt: torch.Tensor, shrunk_length: int):
-    """Put the caller's unshrunk prompt back in front of the generated tokens."""
-    sequences = output if isinstance(output, torch.Tensor) else output.sequences
-    restored = torch.cat([prompt.to(sequences.device), sequences[:, shrunk_length:]], dim=1)
-    if isinstance(output, torch.Tensor):
-        return restored
-    output.sequences = restored
-    return output
+    return rewrite

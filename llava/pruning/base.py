@@ -39,6 +39,8 @@ class VisionFeatures:
     features:      [B, N, C] patch features of the feature layer, before the projector ([CLS] excluded).
     grid:          (rows, cols) of the patch grid, rows * cols == N, in raster order.
     cls_attention: [B, H, N] [CLS] -> patch attention of the feature layer, when the method asks for it.
+                   Encoders without [CLS] (SigLIP, Qwen2-VL) fill it with the mean attention each
+                   token receives from all tokens of that layer.
     """
 
     features: torch.Tensor
@@ -53,6 +55,7 @@ class PruningConfig:
     method: str
     visual_token_num: int
     options: dict[str, Any] = field(default_factory=dict)
+    host_options: dict[str, Any] = field(default_factory=dict)  # the model family's own, e.g. layout
 
 
 class VisionTokenPruner:
