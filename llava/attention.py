@@ -79,3 +79,29 @@ def causal_rows_softmax(
     scores = (q @ k.transpose(-1, -2)) * scale
     visible = key_mask[:, None, :] & (torch.arange(length, device=key.device) <= query_index[..., None])
     return torch.softmax(scores.masked_fill(~visible[:, None], float("-inf")), dim=-1)
+
+def split_heads(projected: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[B, N, H * d] projections -> [B, H, N, d]."""
+    batch, length, width = projected.shape
+    return projected.view(batch, length, num_heads, width // num_heads).transpose(1, 2)
+
+
+def mean_received_attention(
+    query: torch.Tensor, key: torch.Tensor, scale: float, max_elements: int = 1 << 24
+) -> torch.Tensor:
+    """Mean softmax attention each key receives from all queries, per head, in float32.
+
+    query: [B, H, Nq, d]; key: [B, H, Nk, d] (rotary embeddings already applied where the model uses
+    them). Returns [B, H, Nk]: (1/Nq) * sum over queries of softmax(q k^T * scale). The signal for
+    encoders without [CLS]: queries are processed in chunks of at most `max_elements` weights, so
+    no full Nq x Nk map is held unless it is that small.
+    """
+    batch, heads, num_queries, _ = query.shape
+    num_keys = key.shape[2]
+    k = key.float().transpose(-1, -2)
+    chunk = max(1, max_elements // max(1, batch * heads * num_keys))
+    received = query.new_zeros((batch, heads, num_keys), dtype=torch.float32)
+    for start in range(0, num_queries, chunk):
+        q = query[:, :, start : start + chunk].float()
+        received += torch.softmax((q @ k) * scale, dim=-1).sum(dim=2)
+    return received / num_queries

@@ -9,6 +9,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # the test oracles live beside t
 
 from llava.tiny import build_tiny_llava  # noqa: E402
 
+# Tiny models gain nothing from intra-op threads, and when other processes share the cores, spinning
+# OpenMP workers slow every small matmul down by up to 100x; one thread keeps the suite fast.
+torch.set_num_threads(1)
+
 PROMPT = "USER: <image>\nWhat is shown? ASSISTANT:"
 LONG_PROMPT = "USER: <image>\nWhat is shown in the image here, tell me? ASSISTANT:"
 

@@ -1,19 +1,40 @@
 """Wiring of pruning methods into each supported model family, and the public switch.
 
-One small module per host family (`llava.py`, ...) knows where that family encodes images and how
-its prompts hold image placeholders; `apply_pruning` picks it by the model's class.
+One small module per host family (`llava.py`, `llava_next.py`, `video_llava.py`, `llava_next_video.py`,
+`llava_onevision.py`, `qwen2_vl.py`) knows where that family encodes images and videos and how its
+prompts hold placeholders; `apply_pruning` picks it by the model's class. Shared pieces: `common.py`
+(forward/generate wrappers, signal checks), `runs.py` (placeholder rewriting), `anyres.py` (tile
+geometry), `frames.py` (video budgets), encoders `clip.py`, `siglip.py`, `qwen_vision.py`.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Callable
 
-from transformers import LlavaForConditionalGeneration
+from transformers import (
+    LlavaForConditionalGeneration,
+    LlavaNextForConditionalGeneration,
+    LlavaNextVideoForConditionalGeneration,
+    LlavaOnevisionForConditionalGeneration,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLForConditionalGeneration,
+    VideoLlavaForConditionalGeneration,
+)
 
 from ..patching import InstancePatch
-from ..pruning import create_pruner
-from . import llava
+from ..pruning import METHODS, create_pruner
+from . import llava, llava_next, llava_next_video, llava_onevision, qwen2_vl, video_llava
 
-HOSTS: dict[type, Callable] = {LlavaForConditionalGeneration: llava.attach}
+HOSTS: dict[type, Callable] = {
+    LlavaForConditionalGeneration: llava.attach,
+    LlavaNextForConditionalGeneration: llava_next.attach,
+    LlavaNextVideoForConditionalGeneration: llava_next_video.attach,
+    LlavaOnevisionForConditionalGeneration: llava_onevision.attach,
+    Qwen2VLForConditionalGeneration: qwen2_vl.attach,
+    Qwen2_5_VLForConditionalGeneration: qwen2_vl.attach,
+    VideoLlavaForConditionalGeneration: video_llava.attach,
+}
 
 _PATCH_ATTR = "_pruning_patch"
 
@@ -23,16 +44,24 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
 
     Per instance and reversible (`remove_pruning`); applying again replaces the earlier settings.
     The settings are readable as `model.pruning_config`. Options are the method's own, e.g.
-    `important_ratio` for "vispruner" or `layer` for "fastv"; `llava.list_methods()` names the
-    methods and each method's module documents its options and what `visual_token_num` means.
-    Methods needing a signal the model cannot provide raise ValueError.
+    `important_ratio` for "vispruner", and the model family's own (keyword-only parameters of its
+    host's `attach`), e.g. `layout="paper"` for LLaVA-NeXT or `video_token_num` for video models;
+    `llava.list_methods()` names the methods and each method's module documents its options and what
+    `visual_token_num` means. Methods needing a signal the model cannot provide raise ValueError.
     """
     attach = _host(model)
+    host_names = _host_options(attach)
+    host_options = {name: options.pop(name) for name in list(options) if name in host_names}
+    _check_option_names(model, method, options, host_names)
     pruner = create_pruner(method, visual_token_num, **options)
     remove_pruning(model)
     patch = InstancePatch()
-    attach(model, pruner, patch)
-    patch.set(model, "pruning_config", pruner.config)
+    try:
+        attach(model, pruner, patch, **host_options)
+    except BaseException:
+        patch.undo()
+        raise
+    patch.set(model, "pruning_config", dataclasses.replace(pruner.config, host_options=host_options))
     patch.set(model, _PATCH_ATTR, patch)
     return model
 
@@ -51,3 +80,21 @@ def _host(model) -> Callable:
             return HOSTS[cls]
     supported = ", ".join(sorted(cls.__name__ for cls in HOSTS))
     raise ValueError(f"pruning does not support {type(model).__name__}; supported model classes: {supported}")
+
+
+def _host_options(attach: Callable) -> list[str]:
+    parameters = inspect.signature(attach).parameters.values()
+    return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _check_option_names(model, method: str, options: dict, host_names: list[str]) -> None:
+    """Unknown options name both what the method and what the model family accept."""
+    if method not in METHODS or not host_names:
+        return  # create_pruner reports unknown methods and, with no host options, unknown options
+    allowed = [p for p in inspect.signature(METHODS[method].__init__).parameters if p not in ("self", "visual_token_num")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)}: method {method!r} accepts {', '.join(allowed) or 'none'}; "
+            f"{type(model).__name__} accepts {', '.join(host_names)}"
+        )

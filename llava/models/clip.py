@@ -114,6 +114,19 @@ def _merge_through(layers, hidden: torch.Tensor, merger) -> torch.Tensor:
     return hidden
 
 
+def encode_with_cls(
+    vision_tower: nn.Module,
+    pixel_values: torch.Tensor,
+    vision_feature_layer: int,
+    with_cls_attention: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """All tokens of `vision_feature_layer`, [CLS] first ([B, 1 + N, C]), and, if asked, the [CLS] ->
+    patch attention of that layer ([B, H, N])."""
+    signals = {"cls_token"} | ({"cls_attention"} if with_cls_attention else set())
+    vision = encode(vision_tower, pixel_values, vision_feature_layer, signals=signals)
+    return torch.cat([vision.cls_token[:, None], vision.features], dim=1), vision.cls_attention
+
+
 def patch_grid(pixel_values: torch.Tensor, vision_tower: nn.Module) -> tuple[int, int]:
     patch = vision_tower.config.patch_size
     return pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch

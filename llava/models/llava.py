@@ -26,6 +26,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from ..patching import InstancePatch
 from ..pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner, check_signals, gather_tokens
 from . import clip, decoder
+from .common import patch_forward, patch_generate
 from .placeholders import shrink_image_runs
 
 LANGUAGE_SIGNALS = frozenset({"question"})  # the prompt text after the image, read inside the language model
@@ -48,8 +49,9 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch) -> None:
         pruner.schedule((vision.image_size // vision.patch_size) ** 2, depth)
     inner = model.model
     patch.set(inner, "get_image_features", _pruned_image_features(inner, pruner))
-    patch.set(model, "forward", _shrinking_forward(model, pruner))
-    patch.set(model, "generate", _shrinking_generate(model, pruner))
+    rewrite = _rewrite(model, pruner)
+    patch_forward(model, patch, rewrite)
+    patch_generate(model, patch, rewrite)
 
 
 def _pruned_image_features(inner, pruner: VisionTokenPruner):
@@ -99,51 +101,16 @@ def _shrink(model, pruner, pixel_values, input_ids, attention_mask=None, labels=
     )
 
 
-def _shrinking_forward(model, pruner):
-    stock = model.forward
-    signature = inspect.signature(stock)
-
-    @functools.wraps(stock)
-    def forward(*args, **kwargs):
-        call = signature.bind_partial(*args, **kwargs)
-        given = call.arguments
+def _rewrite(model, pruner):
+    def rewrite(given):
         shrunk = _shrink(
             model, pruner, given.get("pixel_values"), given.get("input_ids"), given.get("attention_mask"), given.get("labels")
         )
-        if shrunk is not None:
-            if given.get("position_ids") is not None:
-                raise ValueError("position_ids cannot be given with unpruned image placeholders; let the model compute them")
-            given.update(input_ids=shrunk.input_ids, attention_mask=shrunk.attention_mask, labels=shrunk.labels)
-        return stock(*call.args, **call.kwargs)
-
-    return forward
-
-
-def _shrinking_generate(model, pruner):
-    stock = model.generate
-
-    @functools.wraps(stock)
-    def generate(inputs=None, **kwargs):
-        input_ids = kwargs.pop("input_ids", inputs)
-        shrunk = _shrink(model, pruner, kwargs.get("pixel_values"), input_ids, kwargs.get("attention_mask"))
         if shrunk is None:
-            return stock(input_ids, **kwargs)
-        if shrunk.attention_mask is not None:
-            kwargs["attention_mask"] = shrunk.attention_mask
-        output = stock(shrunk.input_ids, **kwargs)
-        return _restore_prompt(output, input_ids, shrunk.input_ids.shape[1])
+            return None
+        return {"input_ids": shrunk.input_ids, "attention_mask": shrunk.attention_mask, "labels": shrunk.labels}
 
-    return generate
-
-
-def _restore_prompt(output, prompt: torch.Tensor, shrunk_length: int):
-    """Put the caller's unshrunk prompt back in front of the generated tokens."""
-    sequences = output if isinstance(output, torch.Tensor) else output.sequences
-    restored = torch.cat([prompt.to(sequences.device), sequences[:, shrunk_length:]], dim=1)
-    if isinstance(output, torch.Tensor):
-        return restored
-    output.sequences = restored
-    return output
+    return rewrite
 
 
 def _attach_language_model(model, pruner: LanguageModelPruner, patch: InstancePatch) -> None:

@@ -58,13 +58,13 @@ def check_layers(value: Any, name: str) -> tuple[int, ...]:
     return tuple(int(v) for v in layers)
 
 
-def check_signals(pruner: TokenPruner, provided: frozenset[str], host: str) -> None:
+def check_signals(pruner: TokenPruner, provided: set[str] | frozenset[str], host: str, note: str = "") -> None:
     """Raise ValueError when `host` cannot give `pruner` a signal it needs (e.g. [CLS] attention)."""
-    missing = sorted(pruner.requires - provided)
+    missing = sorted(set(pruner.requires) - set(provided))
     if missing:
         raise ValueError(
             f"method {pruner.name!r} needs {', '.join(missing)}, which {host} does not provide "
-            f"(it provides: {', '.join(sorted(provided)) or 'nothing'})"
+            f"(it provides: {', '.join(sorted(provided)) or 'nothing'}){note}"
         )
 
 
@@ -101,7 +101,8 @@ class VisionFeatures:
                       the feature layer's output ("next_projections"); that layer itself does not run.
     projected:        [B, N, D] the patch features after the projector, i.e. the language model's input
                       embeddings for these tokens ("projected").
-    Fields a method does not list in `requires` are None.
+    Fields a method does not list in `requires` are None. Encoders without [CLS] (SigLIP, Qwen2-VL)
+    fill `cls_attention` with the mean attention each token receives from all tokens of that layer.
     """
 
     features: torch.Tensor
@@ -120,6 +121,7 @@ class PruningConfig:
     method: str
     visual_token_num: int
     options: dict[str, Any] = field(default_factory=dict)
+    host_options: dict[str, Any] = field(default_factory=dict)  # the model family's own, e.g. layout
 
 
 class TokenPruner:

@@ -1,0 +1,123 @@
+"""What every host family shares: wrapping `forward`/`generate` so the prompt is rewritten to the
+kept token counts before the stock code runs, and checking that a method can be served.
+
+A host supplies a *rewrite*: a function of the call's arguments (by name) that returns the
+arguments to replace (e.g. `input_ids`, `attention_mask`, `labels`, and for Qwen `position_ids`),
+or None when the call holds no full placeholder runs (text-only steps, already-rewritten prompts).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+import torch
+
+from ..patching import InstancePatch
+from ..pruning.base import VisionFeatures, VisionTokenPruner, gather_tokens
+
+Rewrite = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+CLS_ATTENTION = "cls_attention"
+DROP = object()  # a rewrite's value for an argument to take out of the call (e.g. pixels already encoded)
+
+
+def has_select(pruner: VisionTokenPruner) -> bool:
+    """Whether the method reports kept indices (layouts that place tokens by position need them)."""
+    return type(pruner).select is not VisionTokenPruner.select
+
+
+def with_budget(pruner: VisionTokenPruner, visual_token_num: int) -> VisionTokenPruner:
+    """The same method and options with another budget (for parts of an image that share a total)."""
+    if visual_token_num == pruner.visual_token_num:
+        return pruner
+    return type(pruner)(visual_token_num, **pruner.options)
+
+
+def prune(pruner: VisionTokenPruner, vision: VisionFeatures, budget: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Keep `budget` of the N tokens: (kept pre-projector features [B, k, C], their indices [B, k]
+    ascending, or None for a method that merges tokens). budget >= N keeps all, 0 keeps none."""
+    batch, num_tokens, _ = vision.features.shape
+    if budget >= num_tokens or budget <= 0:
+        count = num_tokens if budget >= num_tokens else 0
+        indices = torch.arange(count, device=vision.features.device).expand(batch, count)
+        return vision.features[:, :count], indices
+    method = with_budget(pruner, budget)
+    if has_select(method):
+        indices = method.select(vision)
+        return gather_tokens(vision.features, indices), indices
+    return method.reduce(vision), None
+
+
+def chain(*rewrites: Rewrite) -> Rewrite:
+    """One rewrite applying several in turn (e.g. image runs, then video runs)."""
+
+    def rewrite(given: dict[str, Any]) -> dict[str, Any] | None:
+        changed: dict[str, Any] = {}
+        for step in rewrites:
+            replacements = step({**given, **changed})
+            if replacements is not None:
+                changed.update(replacements)
+        return changed or None
+
+    return rewrite
+
+
+def patch_forward(model, patch: InstancePatch, rewrite: Rewrite) -> None:
+    stock = model.forward
+    signature = inspect.signature(stock)
+
+    @functools.wraps(stock)
+    def forward(*args, **kwargs):
+        call = signature.bind_partial(*args, **kwargs)
+        given = call.arguments
+        flat = {**given, **given.get("kwargs", {})}
+        replacements = rewrite(flat)
+        if replacements is not None:
+            if given.get("position_ids") is not None:
+                raise ValueError("position_ids cannot be given with unpruned image placeholders; let the model compute them")
+            extra = given.setdefault("kwargs", {}) if "kwargs" in signature.parameters else given
+            for name, value in replacements.items():
+                if name in signature.parameters:
+                    given[name] = None if value is DROP else value
+                elif value is DROP:
+                    extra.pop(name, None)
+                else:
+                    extra[name] = value
+        return stock(*call.args, **call.kwargs)
+
+    patch.set(model, "forward", forward)
+
+
+def patch_generate(model, patch: InstancePatch, rewrite: Rewrite) -> None:
+    """`generate` on the rewritten prompt, returning the caller's own prompt ids + the new tokens."""
+    stock = model.generate
+
+    @functools.wraps(stock)
+    def generate(inputs=None, **kwargs):
+        input_ids = kwargs.pop("input_ids", inputs)
+        replacements = rewrite({**kwargs, "input_ids": input_ids})
+        if replacements is None:
+            return stock(input_ids, **kwargs)
+        if kwargs.get("position_ids") is not None:
+            raise ValueError("position_ids cannot be given with unpruned image placeholders; let the model compute them")
+        for name, value in replacements.items():
+            if value is DROP:
+                kwargs.pop(name, None)
+            elif value is not None or name in kwargs:
+                kwargs[name] = value
+        rewritten = kwargs.pop("input_ids")
+        output = stock(rewritten, **kwargs)
+        return restore_prompt(output, input_ids, rewritten.shape[1])
+
+    patch.set(model, "generate", generate)
+
+
+def restore_prompt(output, prompt: torch.Tensor, rewritten_length: int):
+    """Put the caller's unshrunk prompt back in front of the generated tokens."""
+    sequences = output if isinstance(output, torch.Tensor) else output.sequences
+    prompt = prompt.to(sequences.device).repeat_interleave(sequences.shape[0] // prompt.shape[0], dim=0)  # beams
+    restored = torch.cat([prompt, sequences[:, rewritten_length:]], dim=1)
+    if isinstance(output, torch.Tensor):
+        return restored
+    output.sequences = restored
+    return output

@@ -1,0 +1,139 @@
+"""Pruning for `LlavaOnevisionForConditionalGeneration` (LLaVA-OneVision), patched per instance.
+
+The SigLIP tower has no [CLS] token, so importance is the mean attention each token receives from
+all tokens of the feature layer (`siglip.py`), handed to methods in place of [CLS] attention.
+
+* Images keep the stock anyres layout (as LLaVA-NeXT's `layout="native"`: base crop, unpadded tile
+  map, a newline after every row; `visual_token_num` per image split between base crop and map in
+  proportion to their sizes). When `anyres_max_N` shrinks a large map, the stock model resizes the
+  *projected* tokens; the map is then pruned on the equally resized features and attention and the
+  kept tokens are picked from the stock resized tokens, so kept tokens are exactly stock tokens.
+  Images of multi-image prompts (one crop each) keep `visual_token_num` tokens and their newline.
+* Video frames are pooled 2x2 (bilinear) after the projector by the stock model; frames are pruned
+  on the pooled features and pooled attention, per frame or with `video_token_num` per video, and
+  the video's closing newline token stays.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from ..patching import InstancePatch
+from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from . import llava_next, siglip
+from .anyres import tile_grid
+from .common import CLS_ATTENTION, chain, has_select, patch_forward, patch_generate
+from .frames import check_video_budget, tokens_per_video, video_tokens
+from .placeholders import shrink_image_runs
+
+HOST = "LLaVA-OneVision"
+SIGNAL_NOTE = " (SigLIP has no [CLS]: 'cls_attention' is served as the mean attention each token receives)"
+
+
+def attach(model, pruner: VisionTokenPruner, patch: InstancePatch, *, video_token_num: int | None = None) -> None:
+    check_signals(pruner, {CLS_ATTENTION}, HOST, SIGNAL_NOTE)
+    if not has_select(pruner):
+        raise ValueError(f"method {pruner.name!r} merges tokens; {HOST} images place newline tokens by kept positions")
+    video_token_num = check_video_budget(video_token_num, pruner, HOST)
+    inner = model.model
+    patch.set(inner, "get_image_features", _image_features(inner, pruner))
+    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num))
+    grids_for = functools.partial(_grids_from_call, model.config)
+    rewrite = chain(
+        llava_next.image_rewrite(model, pruner, "native", grids_for=grids_for),
+        _video_rewrite(model, pruner, video_token_num),
+    )
+    patch_forward(model, patch, rewrite)
+    patch_generate(model, patch, rewrite)
+
+
+def _check_strategy(config, strategy):
+    strategy = strategy or config.vision_feature_select_strategy
+    if strategy != "full":
+        raise ValueError(f"pruning {HOST} supports vision_feature_select_strategy='full' (SigLIP has no [CLS]), got {strategy!r}")
+
+
+def image_grids(config, image_sizes, batch_num_images=None, vision_aspect_ratio=None):
+    """Per image: its TileGrid, or None for an image of a multi-image prompt (one crop, stock rule)."""
+    vision = config.vision_config
+    tile, side = vision.image_size, vision.image_size // vision.patch_size
+    ratio = vision_aspect_ratio or config.vision_aspect_ratio
+    max_area = int(ratio.strip("anyres_max_"))
+    patched = [True] * len(image_sizes) if batch_num_images is None else [int(n) == 1 for n in batch_num_images for _ in range(int(n))]
+    return [
+        tile_grid(size, config.image_grid_pinpoints, tile, side, max_area=max_area) if use_tiles else None
+        for size, use_tiles in zip(image_sizes, patched)
+    ]
+
+
+def _grids_from_call(config, given):
+    return image_grids(config, given["image_sizes"], given.get("batch_num_images"), given.get("vision_aspect_ratio"))
+
+
+def _image_features(inner, pruner):
+    stock = inner.get_image_features
+    config = inner.config
+
+    @functools.wraps(stock)
+    def get_image_features(pixel_values, image_sizes, vision_feature_layer=None, vision_feature_select_strategy=None,
+                           vision_aspect_ratio=None, batch_num_images=None, **kwargs):
+        _check_strategy(config, vision_feature_select_strategy)
+        layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        grids = image_grids(config, image_sizes, batch_num_images, vision_aspect_ratio)
+        crops = llava_next.gather_crops(pixel_values, [1 + g.rows * g.cols if g is not None else 1 for g in grids])
+        vision = siglip.encode(inner.vision_tower, crops, layer, CLS_ATTENTION in pruner.requires)
+        tokens = llava_next.native_tokens(pruner, vision, grids, inner.multi_modal_projector, inner.image_newline)
+        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
+        return output if kwargs.get("return_dict", True) else output.to_tuple()
+
+    return get_image_features
+
+
+def _video_features(inner, pruner, video_token_num):
+    stock = inner.get_video_features
+    config = inner.config
+
+    @functools.wraps(stock)
+    def get_video_features(pixel_values_videos, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs):
+        _check_strategy(config, vision_feature_select_strategy)
+        layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        videos, num_frames = pixel_values_videos.shape[:2]
+        vision = siglip.encode(inner.vision_tower, pixel_values_videos.flatten(0, 1), layer, CLS_ATTENTION in pruner.requires)
+        pooled = inner.apply_pooling(vision.features)  # the stock pooling, here on pre-projector features
+        side = int(round(pooled.shape[1] ** 0.5))
+        attention = None
+        if vision.cls_attention is not None:
+            attention = inner.apply_pooling(vision.cls_attention.transpose(1, 2)).transpose(1, 2)
+        stock_tokens = inner.apply_pooling(inner.multi_modal_projector(vision.features))
+        tokens = video_tokens(pruner, VisionFeatures(pooled, (side, side), attention), num_frames, video_token_num,
+                              frame_tokens=stock_tokens)
+        newline = inner.image_newline.to(tokens.dtype)[None, None].expand(videos, 1, -1)
+        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=torch.cat([tokens, newline], dim=1))
+        return output if kwargs.get("return_dict", True) else output.to_tuple()
+
+    return get_video_features
+
+
+def pooled_tokens_per_frame(config) -> int:
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    return (-(-side // 2)) ** 2
+
+
+def _video_rewrite(model, pruner, video_token_num):
+    pad = model.config.text_config.pad_token_id
+
+    def rewrite(given):
+        videos = given.get("pixel_values_videos")
+        if videos is None or given.get("input_ids") is None:
+            return None
+        num_frames, per_frame = videos.shape[1], pooled_tokens_per_frame(model.config)
+        shrunk = shrink_image_runs(
+            given["input_ids"], model.config.video_token_id, videos.shape[0], num_frames * per_frame + 1,
+            tokens_per_video(pruner, per_frame, num_frames, video_token_num) + 1,
+            given.get("attention_mask"), given.get("labels"), 0 if pad is None else pad,
+        )
+        return None if shrunk is None else vars(shrunk)
+
+    return rewrite

@@ -1,0 +1,244 @@
+"""Small random-weight models of the other supported families, built from configs, offline.
+
+Each builder returns `(model, image_processor, tokenizer)` for tests, demos and benchmarks: the real
+model class with a tiny CLIP / SigLIP / Qwen vision tower and a 2-layer language model. Processors
+that hold a video-processor slot cannot be built without torchvision (see the README), so prompts
+with placeholders are written by the helpers below, the way the stock processors write them.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import (
+    CLIPImageProcessorPil,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaNextImageProcessorPil,
+    LlavaNextProcessor,
+    LlavaNextVideoConfig,
+    LlavaNextVideoForConditionalGeneration,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessorPil,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2Config,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
+    SiglipVisionConfig,
+    VideoLlavaConfig,
+    VideoLlavaForConditionalGeneration,
+)
+
+from .tiny import CLIP_MEAN, CLIP_STD, build_tokenizer
+
+EXTRA_TOKENS = ["<video>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+
+
+def build_family_tokenizer():
+    """The tiny tokenizer with video and Qwen vision tokens added."""
+    tokenizer = build_tokenizer()
+    tokenizer.add_tokens(EXTRA_TOKENS, special_tokens=True)
+    return tokenizer
+
+
+def _ids(tokenizer, token: str) -> int:
+    return tokenizer.convert_tokens_to_ids(token)
+
+
+def _clip(image_size: int, patch_size: int, hidden: int = 32, layers: int = 3) -> CLIPVisionConfig:
+    return CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=hidden,
+    )
+
+
+def _llama(tokenizer, hidden: int = 64) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+def _finish(model, tokenizer, seed: int):
+    model.eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def build_tiny_llava_next(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+    """LLaVA-NeXT (anyres: base + up to 2x2 tiles of `image_size`) and its real processor."""
+    tokenizer = build_family_tokenizer()
+    pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
+    config = LlavaNextConfig(
+        vision_config=_clip(image_size, patch_size),
+        text_config=_llama(tokenizer),
+        image_token_id=_ids(tokenizer, "<image>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = _finish(LlavaNextForConditionalGeneration(config), tokenizer, seed)
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_grid_pinpoints=pinpoints,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    return model, processor
+
+
+def build_tiny_video_llava(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+    """Video-LLaVA (separate image and video CLIP towers) and a CLIP image processor for its frames."""
+    tokenizer = build_family_tokenizer()
+    config = VideoLlavaConfig(
+        vision_config=_clip(image_size, patch_size),
+        text_config=_llama(tokenizer),
+        image_token_id=_ids(tokenizer, "<image>"),
+        video_token_id=_ids(tokenizer, "<video>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = _finish(VideoLlavaForConditionalGeneration(config), tokenizer, seed)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    return model, image_processor, tokenizer
+
+
+def build_tiny_llava_next_video(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+    """LLaVA-NeXT-Video (anyres images, 2x2 average-pooled video frames) and a CLIP frame processor."""
+    tokenizer = build_family_tokenizer()
+    pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
+    config = LlavaNextVideoConfig(
+        vision_config=_clip(image_size, patch_size),
+        text_config=_llama(tokenizer),
+        image_token_id=_ids(tokenizer, "<image>"),
+        video_token_id=_ids(tokenizer, "<video>"),
+        image_grid_pinpoints=pinpoints,
+        spatial_pool_stride=2,
+        spatial_pool_mode="average",
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = _finish(LlavaNextVideoForConditionalGeneration(config), tokenizer, seed)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+    return model, image_processor, tokenizer
+
+
+def build_tiny_llava_onevision(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+    """LLaVA-OneVision (SigLIP tower without [CLS], anyres_max_9, Qwen2 LM) and its image processor."""
+    tokenizer = build_family_tokenizer()
+    pinpoints = [[image_size * r, image_size * c] for r in range(1, 4) for c in range(1, 4)]
+    config = LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=patch_size,
+            vision_use_head=False,
+        ),
+        text_config=Qwen2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        image_token_id=_ids(tokenizer, "<image>"),
+        video_token_id=_ids(tokenizer, "<video>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+    )
+    torch.manual_seed(seed)
+    model = _finish(LlavaOnevisionForConditionalGeneration(config), tokenizer, seed)
+    image_processor = LlavaOnevisionImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_grid_pinpoints=pinpoints,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
+    return model, image_processor, tokenizer
+
+
+def build_tiny_qwen2_vl(version: str = "2", seed: int = 0):
+    """Qwen2-VL (`version="2"`) or Qwen2.5-VL (`"2.5"`, windowed attention) and its image processor."""
+    tokenizer = build_family_tokenizer()
+    text = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    ids = dict(
+        image_token_id=_ids(tokenizer, "<|image_pad|>"),
+        video_token_id=_ids(tokenizer, "<|video_pad|>"),
+        vision_start_token_id=_ids(tokenizer, "<|vision_start|>"),
+        vision_end_token_id=_ids(tokenizer, "<|vision_end|>"),
+    )
+    torch.manual_seed(seed)
+    if version == "2":
+        vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14)
+        model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **ids))
+    elif version == "2.5":
+        vision = dict(
+            depth=3, hidden_size=32, out_hidden_size=64, intermediate_size=64, num_heads=4,
+            window_size=56, fullatt_block_indexes=[1], patch_size=14,
+        )
+        model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids))
+    else:
+        raise ValueError(f"version must be '2' or '2.5', got {version!r}")
+    model = _finish(model, tokenizer, seed)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=224 * 224)
+    return model, image_processor, tokenizer

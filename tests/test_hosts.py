@@ -1,0 +1,55 @@
+"""Every supported family: one switch, clear errors, exact removal."""
+import pytest
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import llava
+from llava.models import HOSTS
+from llava.pruning import METHODS, VisionTokenPruner
+from llava.tiny_families import (
+    build_tiny_llava_next,
+    build_tiny_llava_next_video,
+    build_tiny_llava_onevision,
+    build_tiny_qwen2_vl,
+    build_tiny_video_llava,
+)
+
+BUILDERS = {
+    "llava_next": build_tiny_llava_next,
+    "video_llava": build_tiny_video_llava,
+    "llava_next_video": build_tiny_llava_next_video,
+    "llava_onevision": build_tiny_llava_onevision,
+    "qwen2_vl": lambda: build_tiny_qwen2_vl("2"),
+    "qwen2_5_vl": lambda: build_tiny_qwen2_vl("2.5"),
+}
+
+
+class NeedsText(VisionTokenPruner):
+    name = "test_needs_text"
+    requires = frozenset({"cls_attention", "text_attention"})
+
+
+def test_unsupported_classes_are_named_with_every_supported_one():
+    text_only = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, vocab_size=32))
+    with pytest.raises(ValueError) as error:
+        llava.apply_pruning(text_only)
+    message = str(error.value)
+    assert "LlamaForCausalLM" in message
+    for cls in HOSTS:
+        assert cls.__name__ in message
+    assert len(HOSTS) == 7
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_a_method_needing_an_unavailable_signal_is_refused_and_removal_is_exact(family, monkeypatch):
+    model = BUILDERS[family]()[0]
+    monkeypatch.setitem(METHODS, NeedsText.name, NeedsText)
+    with pytest.raises(ValueError, match="needs text_attention"):
+        llava.apply_pruning(model, NeedsText.name, 4)
+    assert "forward" not in model.__dict__
+    llava.apply_pruning(model, "vispruner", 4)
+    assert {"forward", "generate", "pruning_config"} <= set(model.__dict__)
+    assert "get_image_features" in model.model.__dict__
+    llava.remove_pruning(model)
+    assert not {"forward", "generate", "pruning_config"} & set(model.__dict__)
+    assert "get_image_features" not in model.model.__dict__ and "get_video_features" not in model.model.__dict__
