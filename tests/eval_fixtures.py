@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import shapes_image
 from llava.tiny import build_tiny_llava
-from original_layout import save_clip, save_original
+from original_layout import llava_next_like, save_clip, save_original
 
 TASK = "vispruner_smoke"
 DEFAULT_POST = "\nAnswer briefly."
@@ -69,6 +69,15 @@ def write_checkpoint(folder: Path) -> Path:
     model, processor = build_tiny_llava(image_size=56, patch_size=14, vision_layers=2)
     clip = save_clip(model, folder / "clip", 56)
     return save_original(model, processor.tokenizer, folder / "llava-tiny", clip)
+
+
+def write_next_checkpoint(folder: Path) -> Path:
+    """A tiny LLaVA-1.6 (anyres) checkpoint in the original layout, 56-px tiles."""
+    model, processor = build_tiny_llava(image_size=56, patch_size=14, vision_layers=2)
+    clip = save_clip(model, folder / "clip", 56)
+    pinpoints = [[56, 112], [112, 56], [112, 112]]
+    return save_original(llava_next_like(model, pinpoints), processor.tokenizer, folder / "llava-next-tiny", clip,
+                         aspect="anyres", pinpoints=pinpoints)  # fmt: skip
 
 
 def write_task(folder: Path, num_docs: int = 5) -> Path:

@@ -13,7 +13,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import CLIPImageProcessorPil, GenerationConfig, PreTrainedTokenizerFast
+from transformers import (
+    CLIPImageProcessorPil,
+    GenerationConfig,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    PreTrainedTokenizerFast,
+)
 
 from llava.tiny import CLIP_MEAN, CLIP_STD
 
@@ -141,3 +147,18 @@ def anyres_views(image: Image.Image, pinpoints, crop: int, base: int) -> list[Im
     padded.paste(image.resize((new_w, new_h)), ((target_w - new_w) // 2, (target_h - new_h) // 2))
     tiles = [padded.crop((x, y, x + crop, y + crop)) for y in range(0, target_h, crop) for x in range(0, target_w, crop)]
     return [image.resize((base, base))] + tiles
+
+
+def llava_next_like(model, pinpoints, seed: int = 1) -> LlavaNextForConditionalGeneration:
+    """A LLaVA-NeXT model sharing `model`'s tower/LM settings, with its own random weights."""
+    config = LlavaNextConfig(
+        vision_config=model.config.vision_config,
+        text_config=model.config.text_config,
+        image_grid_pinpoints=pinpoints,
+        image_token_id=model.config.image_token_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    return LlavaNextForConditionalGeneration(config).eval()
+

@@ -6,7 +6,6 @@ from safetensors.torch import load_file, save_file
 from transformers import (
     CLIPImageProcessorPil,
     LlavaForConditionalGeneration,
-    LlavaNextConfig,
     LlavaNextForConditionalGeneration,
 )
 
@@ -15,7 +14,14 @@ from conftest import shapes_image
 from llava.conversation import get_template
 from llava.prompting import encode_batch
 from llava.tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava
-from original_layout import anyres_views, expand2square, save_clip, save_original, tokenizer_without_image_token
+from original_layout import (
+    anyres_views,
+    expand2square,
+    llava_next_like,
+    save_clip,
+    save_original,
+    tokenizer_without_image_token,
+)
 
 SIZE = 56  # 4x4 patches of 14 px
 PINPOINTS = [[56, 112], [112, 56], [112, 112]]
@@ -109,18 +115,7 @@ def test_a_tokenizer_without_image_token_gets_one_that_changes_no_logit(tiny56, 
 
 @pytest.fixture(scope="module")
 def next_reference(tiny56):
-    """A LLaVA-NeXT model sharing the tiny model's tower/LM settings, with its own random weights."""
-    model = tiny56[0]
-    config = LlavaNextConfig(
-        vision_config=model.config.vision_config,
-        text_config=model.config.text_config,
-        image_grid_pinpoints=PINPOINTS,
-        image_token_id=model.config.image_token_id,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )
-    torch.manual_seed(1)
-    return LlavaNextForConditionalGeneration(config).eval()
+    return llava_next_like(tiny56[0], PINPOINTS)
 
 
 def test_llava16_anyres_layout_becomes_llava_next(tiny56, next_reference, clip_folder, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import shapes_image
 from eval.plugin.task_options import TaskOptions
-from eval_fixtures import write_checkpoint
+from eval_fixtures import write_checkpoint, write_next_checkpoint
 
 pytest.importorskip("lmms_eval")
 from eval.plugin.model import PrunedLlava  # noqa: E402
@@ -100,7 +100,27 @@ def test_bad_model_arguments_are_named(checkpoint):
         make(checkpoint, method="none")
     with pytest.raises(ValueError, match="unknown option.*important_rate"):
         make(checkpoint, important_ratio=None, important_rate=0.5)
-    with pytest.raises(ValueError, match="paper_mode=true needs LLaVA-NeXT paper-mode support"):
+    with pytest.raises(ValueError, match="paper_mode applies to LLaVA-NeXT"):
         make(checkpoint, paper_mode=True)
     with pytest.raises(ValueError, match="unknown dtype"):
         make(checkpoint, dtype="half8")
+
+
+def test_paper_mode_prunes_each_of_the_five_crops(tmp_path, docs):
+    checkpoint = write_next_checkpoint(tmp_path)
+    pruned = make(checkpoint, paper_mode=True, visual_token_num=4)
+    assert pruned.model.pruning_config.host_options == {"layout": "paper"}
+    assert pruned.processor.image_processor.image_grid_pinpoints == [[112, 112]]  # 2x2 tiles of 56 px
+    full = PrunedLlava(pretrained=str(checkpoint), method="none", paper_mode=True, device="cpu")
+    assert full.model.pruning_config.visual_token_num == 16  # every token of every crop: the paper's baseline
+    seen = []
+    pruned.model.model.language_model.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    full.model.model.language_model.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    generation = {"max_new_tokens": 1, "temperature": 0}
+    pruned.generate_until(requests_for(pruned, docs[:1], generation))
+    full.generate_until(requests_for(full, docs[:1], generation))
+    assert seen[0] - seen[1] == 5 * 4 - 5 * 16  # 5 crops, 4 instead of 16 tokens each, no newline tokens

@@ -19,8 +19,11 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from tqdm import tqdm
 
+from transformers import LlavaNextForConditionalGeneration
+
 import llava
 from llava.conversation import get_template
+from llava.models.llava_next import pin_paper_resolution
 from llava.prompting import IMAGE, VIDEO, encode_batch
 
 from .media import sample_frames, split_visuals
@@ -41,7 +44,7 @@ class PrunedLlava(lmms):
     conv_template      vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain
     dtype              auto (float16 on GPU, float32 on CPU), float16, bfloat16 or float32
     attn_implementation  sdpa (default), eager or flash_attention_2
-    paper_mode         LLaVA-NeXT as the paper ran it: 672x672 grid, no unpadding (needs its pruning support)
+    paper_mode         LLaVA-NeXT as the paper ran it: 672x672 grid, 5 crops each pruned to T, no unpadding/newlines
     task_options_as    whose task options to use (default "llava"; empty: lmms-eval's choice for our name)
     response_log       folder for per-sample answers; a rerun resumes from it
     vision_tower       local copy of the CLIP tower an original checkpoint names (offline use)
@@ -84,15 +87,17 @@ class PrunedLlava(lmms):
             str(pretrained), dtype=torch_dtype, device_map=str(self._device), attn_implementation=attn_implementation,
             vision_tower=vision_tower,
         )  # fmt: skip
-        if paper_mode:
-            _enable_paper_mode(self.model, self.processor)
+        layout = _paper_layout(self.model, self.processor) if paper_mode else {}
         if method == "none":
             if visual_token_num is not None or method_options:
                 raise ValueError("method=none keeps every visual token: drop visual_token_num and method options")
+            if layout:  # the paper's unpruned baseline: the same layout, every token of every crop kept
+                vision = self.model.config.vision_config
+                llava.apply_pruning(self.model, "vispruner", (vision.image_size // vision.patch_size) ** 2, **layout)
         else:
             if visual_token_num is None:
                 raise ValueError(f"visual_token_num is required with method={method} (e.g. visual_token_num=64)")
-            llava.apply_pruning(self.model, method=method, visual_token_num=visual_token_num, **method_options)
+            llava.apply_pruning(self.model, method=method, visual_token_num=visual_token_num, **method_options, **layout)
         self.settings = {
             "pretrained": str(pretrained), "method": method, "visual_token_num": visual_token_num,
             "options": method_options, "conv_template": conv_template, "dtype": str(torch_dtype),
@@ -259,11 +264,11 @@ def _dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-def _enable_paper_mode(model, processor) -> None:
+def _paper_layout(model, processor) -> dict:
     """LLaVA-NeXT as VisPruner's paper ran it: the anyres grid pinned to 672x672 (2x2 tiles + base,
-    5 x 576 tokens), no unpadding and no newline tokens, each crop pruned to `visual_token_num`."""
-    raise ValueError(
-        "paper_mode=true needs LLaVA-NeXT paper-mode support (pinned 672x672 grid, no unpadding or newline "
-        "tokens, per-crop pruning), which this build does not provide yet; run without paper_mode for "
-        "stock LLaVA-NeXT"
-    )
+    5 x 576 tokens), no unpadding and no newline tokens, each crop pruned to `visual_token_num`.
+    Returns the host option that selects that layout in `llava.apply_pruning`."""
+    if not isinstance(model, LlavaNextForConditionalGeneration):
+        raise ValueError(f"paper_mode applies to LLaVA-NeXT (anyres) checkpoints; this one loads as {type(model).__name__}")
+    pin_paper_resolution(processor)
+    return {"layout": "paper"}
