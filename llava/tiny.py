@@ -47,6 +47,16 @@ def build_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
     )
 
 
+def clip_image_processor(image_size: int) -> CLIPImageProcessorPil:
+    """CLIP preprocessing (resize the short side, centre-crop, CLIP statistics) at `image_size` px."""
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    )
+
+
 def build_tiny_llava(
     image_size: int = 336,
     patch_size: int = 14,
@@ -87,12 +97,7 @@ def build_tiny_llava(
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config).eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
+    image_processor = clip_image_processor(image_size)
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,

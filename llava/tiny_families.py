@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from transformers import (
-    CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
     LlavaNextConfig,
@@ -32,7 +31,7 @@ from transformers import (
     VideoLlavaForConditionalGeneration,
 )
 
-from .tiny import CLIP_MEAN, CLIP_STD, build_tokenizer
+from .tiny import CLIP_MEAN, CLIP_STD, build_tokenizer, clip_image_processor
 
 EXTRA_TOKENS = ["<video>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
 
@@ -125,12 +124,7 @@ def build_tiny_video_llava(image_size: int = 32, patch_size: int = 8, seed: int 
     )
     torch.manual_seed(seed)
     model = _finish(VideoLlavaForConditionalGeneration(config), tokenizer, seed)
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
+    image_processor = clip_image_processor(image_size)
     return model, image_processor, tokenizer
 
 
@@ -151,12 +145,7 @@ def build_tiny_llava_next_video(image_size: int = 32, patch_size: int = 8, seed:
     )
     torch.manual_seed(seed)
     model = _finish(LlavaNextVideoForConditionalGeneration(config), tokenizer, seed)
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
+    image_processor = clip_image_processor(image_size)
     return model, image_processor, tokenizer
 
 
