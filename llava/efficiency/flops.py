@@ -274,11 +274,16 @@ def main(argv=None) -> None:
     if args.json and args.json.exists():
         parser.error(f"--json: {args.json} exists; choose another path")
     prompt = PromptLayout(args.text_before, args.text_after)
-    rows = exact_table(config, args.methods, args.tokens, images=images, prompt=prompt)
+    try:
+        rows = exact_table(config, args.methods, args.tokens, images=images, prompt=prompt)
+    except ValueError as error:  # an unknown method, a budget a method cannot take, an unsupported config
+        parser.error(str(error))
     print(markdown(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"images": images, "prompt": asdict(prompt), "rows": rows}, indent=2) + "\n")
+        source = str(args.config) if args.config else args.shape
+        report = {"model": source, "config": config.to_dict(), "images": images, "prompt": asdict(prompt), "rows": rows}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
 
 

@@ -226,6 +226,8 @@ def run(args) -> dict:
     dtype = getattr(torch, args.dtype)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     preset = shape(args.shape)
     attention = args.attn
     if attention == "auto":
@@ -240,7 +242,7 @@ def run(args) -> dict:
     if saved is not None and saved["settings"] != settings:
         raise SystemExit(f"--resume: {args.output} was measured with other settings: {saved['settings']}")
     hardware = describe(device)
-    if saved is not None and [saved["hardware"][k] for k in ("device", "cpu")] != [hardware[k] for k in ("device", "cpu")]:
+    if saved is not None and [saved["hardware"][k] for k in ("device", "cpu", "cpu_threads")] != [hardware[k] for k in ("device", "cpu", "cpu_threads")]:
         raise SystemExit(f"--resume: {args.output} was measured on other hardware: {saved['hardware']}")
     result = saved or {
         "benchmark": "llava efficiency: time to first token, decode, end to end, memory, batched prefill",
@@ -296,6 +298,7 @@ def main(argv=None) -> None:
     parser.add_argument("--answer-tokens", type=int, default=2, help="tokens of a POPE answer ('Yes' + end of sequence)")
     parser.add_argument("--text-before", type=int, default=POPE_PROMPT.before)
     parser.add_argument("--text-after", type=int, default=POPE_PROMPT.after)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); recorded")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny shape; defaults --tokens 16 8 --batch 1 2 --repeats 1 --warmup 0 --decode-tokens 2")
     parser.add_argument("--output", type=Path, help="JSON results (with .md and .png beside it); refuses to overwrite")
@@ -321,10 +324,10 @@ def main(argv=None) -> None:
         args.shape = "tiny"
     if args.dtype is None:
         args.dtype = "float16" if args.device.startswith("cuda") else "float32"
-    for name in ("repeats", "decode_tokens", "answer_tokens", "warmup", "tokens", "batch"):
+    for name in ("repeats", "decode_tokens", "answer_tokens", "warmup", "tokens", "batch", "threads"):
         values = getattr(args, name)
         minimum = 0 if name == "warmup" else 1
-        if any(v < minimum for v in (values if isinstance(values, list) else [values])):
+        if values is not None and any(v < minimum for v in (values if isinstance(values, list) else [values])):
             parser.error(f"--{name.replace('_', '-')} must be >= {minimum}, got {values}")
     allowed = ["none", "oracle", *list_methods()]
     unknown = sorted(set(args.methods) - set(allowed))

@@ -52,7 +52,7 @@ def markdown(result: dict) -> str:
     batches = [str(b) for b in settings["batch"]]
     lines = [
         f"{settings['description']}; {settings['dtype']}, {settings['attn_implementation']}; "
-        f"{hardware['device']} ({hardware['cpu']}, {hardware['cpu_threads']} threads), torch {hardware['torch']}, "
+        f"{hardware['device']} ({hardware['cpu']}, torch threads: {hardware['cpu_threads']}), torch {hardware['torch']}, "
         f"transformers {hardware['transformers']}; {hardware['date']}; medians of {settings['repeats']} runs after "
         f"{settings['warmup']} warm-up; load average before/after: {_load(result)}",
         "",

@@ -4,7 +4,7 @@
 # this refuses to start while the 1-minute load average is above MAX_LOAD (default 1.5); the load
 # before and after is recorded in the JSON.
 # Usage: cpu.sh [OUTPUT_JSON] [--max-load L] [extra llava.efficiency.latency options]
-#        (default results/efficiency/cpu-small.json; takes about 6-8 minutes on 2 idle cores)
+#        (default results/efficiency/cpu-small.json; about 7 minutes with one thread on an idle core)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 python=.venv/bin/python; [ -x "$python" ] || python=python
