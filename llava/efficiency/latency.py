@@ -128,7 +128,7 @@ def cache_bytes(model, inputs: dict, prompt: PromptLayout) -> dict:
     cache = model(**inputs, use_cache=True, logits_to_keep=1).past_key_values
     total = sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
     per_token = sum((layer.keys.nbytes + layer.values.nbytes) // layer.keys.shape[-2] for layer in cache.layers)
-    return {"kv_cache_bytes": total, "kv_visual_bytes": total - per_token * prompt.text_tokens * inputs["input_ids"].shape[0]}
+    return {"kv_cache_bytes": total, "kv_visual_bytes": total - per_token * prompt.text_tokens}  # per_token spans the batch
 
 
 def selection_times(model, pruner, pixel_values: torch.Tensor, timer: Timer) -> tuple[dict | None, dict | None]:
@@ -286,7 +286,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="cpu-small", choices=SHAPES)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", help="default: float16 on a GPU, float32 on a CPU (bf16 is slow on CPUs without AMX)")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="default: float16 on a GPU, float32 on a CPU (bf16 is slow on CPUs without AMX)")
     parser.add_argument("--attn", default="auto", choices=["auto", "sdpa", "flash_attention_2"],
                         help="attention kernels; auto = FlashAttention 2 on a GPU when flash-attn is installed, else SDPA")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
@@ -322,6 +322,8 @@ def main(argv=None) -> None:
             setattr(args, name, value)
     if args.smoke:
         args.shape = "tiny"
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
     if args.dtype is None:
         args.dtype = "float16" if args.device.startswith("cuda") else "float32"
     for name in ("repeats", "decode_tokens", "answer_tokens", "warmup", "tokens", "batch", "threads"):
