@@ -24,6 +24,7 @@ from transformers import (
 
 from ..patching import InstancePatch
 from ..pruning import METHODS, create_pruner
+from ..pruning.base import TokenPruner
 from . import llava, llava_next, llava_next_video, llava_onevision, qwen2_vl, video_llava
 
 HOSTS: dict[type, Callable] = {
@@ -49,11 +50,15 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
     `llava.list_methods()` names the methods and each method's module documents its options and what
     `visual_token_num` means. Methods needing a signal the model cannot provide raise ValueError.
     """
-    attach = _host(model)
-    host_names = _host_options(attach)
+    host_names = _host_options(_host(model))
     host_options = {name: options.pop(name) for name in list(options) if name in host_names}
     _check_option_names(model, method, options, host_names)
-    pruner = create_pruner(method, visual_token_num, **options)
+    return attach_pruner(model, create_pruner(method, visual_token_num, **options), **host_options)
+
+
+def attach_pruner(model, pruner: TokenPruner, **host_options):
+    """`apply_pruning` with a pruner object already built (e.g. one outside the registry); returns the model."""
+    attach = _host(model)
     remove_pruning(model)
     patch = InstancePatch()
     try:

@@ -26,11 +26,15 @@ SIGNALS = frozenset({"cls_attention", "cls_token", "projections", "next_projecti
 
 def feature_depth(vision_tower: nn.Module, vision_feature_layer: int) -> int:
     """How many encoder layers produce `hidden_states[vision_feature_layer]` (0 = the embeddings)."""
+    return feature_depth_of(len(vision_tower.encoder.layers), vision_feature_layer)
+
+
+def feature_depth_of(num_layers: int, vision_feature_layer: int) -> int:
+    """`feature_depth` for a tower of `num_layers` encoder layers."""
     if not isinstance(vision_feature_layer, int):
         raise ValueError(
             f"pruning needs a single vision_feature_layer (an int such as -2), got {vision_feature_layer!r}"
         )
-    num_layers = len(vision_tower.encoder.layers)
     depth = vision_feature_layer if vision_feature_layer >= 0 else num_layers + 1 + vision_feature_layer
     if not 1 <= depth <= num_layers:
         raise ValueError(

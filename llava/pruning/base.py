@@ -172,6 +172,14 @@ class VisionTokenPruner(TokenPruner):
         """Reduced pre-projector features [B, T, C] in the order the language model will see them."""
         return gather_tokens(vision.features, self.select(vision))
 
+    def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
+        """Matrix-multiply FLOPs (2 per multiply-add) of this method's own scoring, selection and merging
+        for one image of `num_tokens` patch features with `width` channels (the projected width for
+        methods needing "projected") from a layer with `num_heads` heads. The signals the host computes
+        (e.g. the [CLS] row) are not included; sorting, gathering and elementwise work are not counted,
+        as FLOP counters do not count them either. 0 for methods that multiply no matrices."""
+        return 0
+
 
 class LanguageModelPruner(TokenPruner):
     """A method that drops visual tokens from the language model's hidden states between layers.
@@ -221,6 +229,21 @@ class LanguageModelPruner(TokenPruner):
                 "but a prompt ends with an image token"
             )
         return None
+
+    def kept_visual(self, stage: int, visual: int, images: int) -> int:
+        """Visual tokens of one prompt after stage `stage`, from `visual` before it, for a prompt of
+        `images` images (the token schedule the layer loop will follow)."""
+        raise NotImplementedError
+
+    def attention_queries(self, text_after_image: int) -> int:
+        """Attention rows one prompt reads at each stage (the last prompt token by default), for a
+        prompt with `text_after_image` text tokens after its last image."""
+        return 1
+
+    def selection_flops(self, visual: int, text_after_image: int, hidden: int) -> int:
+        """Matrix-multiply FLOPs of one prompt's own scoring work besides the attention rows (which the
+        host computes), for `visual` visual tokens of `hidden` channels entering the language model."""
+        return 0
 
     def reduce(self, stage: int, sequence: Sequence, attention: AttentionRows, state: Any) -> Sequence:
         raise NotImplementedError

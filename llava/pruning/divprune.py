@@ -49,3 +49,6 @@ class DivPrune(VisionTokenPruner):
 
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         return select(vision.projected, self.visual_token_num)
+
+    def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
+        return 0 if self.visual_token_num >= num_tokens else 2 * num_tokens * num_tokens * width  # all distances

@@ -46,6 +46,9 @@ class FastV(LanguageModelPruner):
     def _layer_option(self) -> str:
         return "layer"
 
+    def kept_visual(self, stage: int, visual: int, images: int) -> int:
+        return min(images * self.visual_token_num, visual)
+
     def reduce(self, stage: int, sequence: Sequence, attention: AttentionRows, state) -> Sequence:
         last = last_real_index(sequence.mask)[:, None]
         return keep_tokens(sequence, keep_mask(attention(last)[:, :, 0], sequence, self.visual_token_num))

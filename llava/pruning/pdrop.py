@@ -44,6 +44,9 @@ class PDrop(LanguageModelPruner):
     def kept_at(self, stage: int) -> int:
         return int(self.visual_token_num * self.ratio**stage)
 
+    def kept_visual(self, stage: int, visual: int, images: int) -> int:
+        return min(images * self.kept_at(stage), visual)
+
     def reduce(self, stage: int, sequence: Sequence, attention: AttentionRows, state) -> Sequence:
         last = last_real_index(sequence.mask)[:, None]
         keep = keep_mask(attention(last)[:, :, 0], sequence, self.kept_at(stage))

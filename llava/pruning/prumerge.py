@@ -87,6 +87,12 @@ class PruMergePlus(VisionTokenPruner):
     def options(self) -> dict:
         return {"num_neighbors": self.num_neighbors}
 
+    def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
+        if self.visual_token_num >= num_tokens:
+            return 0
+        # the one-head [CLS] attention over all tokens, then each kept token's key similarity to all patches
+        return 2 * (num_tokens + 1) * width + 2 * (self.visual_token_num - 1) * num_tokens * width
+
     def reduce(self, vision: VisionFeatures) -> torch.Tensor:
         features = vision.features
         if self.visual_token_num >= features.shape[1]:

@@ -37,6 +37,13 @@ RECYCLED_SHARE = 0.3
 TOKENS_PER_CLUSTER = 10
 
 
+def recycled_clusters(num_dropped: int) -> int:
+    """How many merged tokens recycling makes from `num_dropped` dropped visual tokens of one row."""
+    if num_dropped <= 0:
+        return 0
+    return (int(num_dropped * RECYCLED_SHARE) + 1) // TOKENS_PER_CLUSTER + 1
+
+
 def select_raters(embeddings: torch.Tensor, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """Mask [L] of the rater tokens of one row: text tokens whose mean relevance to the visual tokens
     (softmax over the text of the visual x text products) is above the mean."""
@@ -108,6 +115,18 @@ class SparseVLM(LanguageModelPruner):
                     f"(allowed: 0..{num_layers - 2}); set layers"
                 )
 
+    def kept_visual(self, stage: int, visual: int, images: int) -> int:
+        kept = min(images * self.schedule[stage], visual - 1)
+        return kept + recycled_clusters(visual - kept)
+
+    def attention_queries(self, text_after_image: int) -> int:
+        # The raters are the text tokens after the image that pass a data-dependent test; all of them
+        # is an upper bound (their rows are a tiny share of a layer's work).
+        return text_after_image
+
+    def selection_flops(self, visual: int, text_after_image: int, hidden: int) -> int:
+        return 2 * visual * text_after_image * hidden  # the rater choice: visual x text embedding products
+
     def start(self, sequence: Sequence) -> torch.Tensor:
         """Origins [B, R] of each row's raters (padded with -1)."""
         super().start(sequence)
@@ -144,7 +163,7 @@ class SparseVLM(LanguageModelPruner):
             candidates = dropped[row].nonzero()[:, 0]
             best = torch.argsort(scores[row, candidates].float(), descending=True, stable=True)[:share]
             tokens = sequence.hidden[row, candidates[best]]
-            clusters.append(cluster_and_merge(tokens, share // TOKENS_PER_CLUSTER + 1))
+            clusters.append(cluster_and_merge(tokens, recycled_clusters(num_dropped[row])))
         hidden = torch.nn.utils.rnn.pad_sequence(clusters, batch_first=True)
         sizes = torch.tensor([c.shape[0] for c in clusters], device=hidden.device)
         mask = torch.arange(hidden.shape[1], device=hidden.device)[None] < sizes[:, None]

@@ -90,6 +90,10 @@ class ToMe(VisionTokenPruner):
     def schedule(self, num_patches: int, num_layers: int) -> list[int]:
         return merge_schedule(num_patches, self.visual_token_num, num_layers)
 
+    def matching_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
+        """FLOPs of one layer's bipartite matching of `num_tokens` tokens (head-mean keys of `width` channels)."""
+        return 2 * ((num_tokens + 1) // 2) * (num_tokens // 2) * (width // num_heads)
+
     def merge(self, hidden, size, keys, num_heads: int, count: int):
         batch, length, width = keys.shape
         metric = keys.view(batch, length, num_heads, width // num_heads).mean(dim=2)

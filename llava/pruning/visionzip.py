@@ -86,6 +86,14 @@ class VisionZip(VisionTokenPruner):
     def options(self) -> dict:
         return {"contextual_num": self.contextual_num}
 
+    def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
+        if self.visual_token_num >= num_tokens or self.contextual_num == 0:
+            return 0
+        remaining = num_tokens - (self.visual_token_num - self.contextual_num - 1)
+        others = remaining - self.contextual_num
+        # key similarities of the others to the targets, then the merge as one matrix product
+        return 2 * others * self.contextual_num * (width // num_heads) + 2 * others * self.contextual_num * width
+
     def reduce(self, vision: VisionFeatures) -> torch.Tensor:
         projections = vision.projections
         batch, length, width = projections.keys.shape

@@ -123,3 +123,10 @@ class VisPruner(VisionTokenPruner):
 
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         return select(vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio)
+
+    def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
+        num_important, num_diverse = split_budget(self.visual_token_num, self.important_ratio)
+        if self.visual_token_num >= num_tokens or num_diverse == 0:
+            return 0
+        pool = num_tokens - num_important
+        return 2 * pool * pool * width  # the residual pool's similarity matrix, once for all rounds

@@ -1,0 +1,291 @@
+"""FLOPs of a LLaVA prefill, exactly as this package runs it, for any model config, method and budget.
+
+    python -m llava.efficiency.flops paper                                   # the paper's table, reproduced
+    python -m llava.efficiency.flops exact --shape llava-1.5-7b --tokens 128 64 32
+    python -m llava.efficiency.flops exact --config config.json --methods none vispruner fastv --json out.json
+
+Counted: every matrix multiply the prefill runs (2 FLOPs per multiply-add), the way
+`torch.utils.flop_counter.FlopCounterMode` counts them: the patch embedding, the vision layers that
+run (all of them in the stock path; up to the feature layer in the pruning path), the signals a
+method asks the host for (the [CLS] attention row, the next layer's projections), the method's own
+scoring and merging (`selection_flops` of the pruner), the projector over the tokens it projects,
+every decoder layer at the length it actually sees (text included, grouped KV heads, attention as
+the full query x key rectangle that SDPA kernels and FLOP counters count, attention rows read by
+in-LLM methods) and the LM head (the last position only, as `generate` asks for, or all).
+Not counted, as FLOP counters do not count them: norms, activations, softmax, rotary embeddings,
+sorting, gathering, pooling. The token schedule comes from the pruner objects (`kept_per_image`,
+`schedule`, `stages`, `kept_visual`), never from a table of method names.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..models import clip
+from ..pruning import create_pruner
+from ..pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner
+from . import paper
+from .shapes import POPE_PROMPT, SHAPES, PromptLayout, shape
+
+CAPTURED_SIGNALS = frozenset({"projections", "cls_token", "projected", "token_merging"})  # no extra matmuls
+
+
+@dataclass
+class PrefillCost:
+    """FLOPs of one prefill (all `batch` prompts) by part, and the token counts behind them.
+
+    layer_tokens / layer_visual: the sequence length and visual tokens of one prompt in each decoder layer.
+    kv_values_per_token: K and V values one token stores in one layer."""
+
+    vision: int = 0
+    signals: int = 0
+    selection: int = 0
+    projector: int = 0
+    language_model: int = 0
+    lm_head: int = 0
+    layer_tokens: list[int] = field(default_factory=list)
+    layer_visual: list[int] = field(default_factory=list)
+    kv_values_per_token: int = 0
+    batch: int = 1
+
+    @property
+    def total(self) -> int:
+        return self.vision + self.signals + self.selection + self.projector + self.language_model + self.lm_head
+
+    def kv_cache_bytes(self, bytes_per_value: int = 2, visual_only: bool = False) -> int:
+        tokens = sum(self.layer_visual if visual_only else self.layer_tokens)
+        return tokens * self.kv_values_per_token * bytes_per_value * self.batch
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "total": self.total}
+
+
+def _linear(tokens: int, fan_in: int, fan_out: int) -> int:
+    return 2 * tokens * fan_in * fan_out
+
+
+def vision_layer_flops(tokens: int, width: int, intermediate: int, mlp_tokens: int | None = None) -> int:
+    """One CLIP encoder layer: q, k, v, o projections and attention over `tokens`, the MLP over
+    `mlp_tokens` (fewer when tokens are merged between attention and MLP)."""
+    mlp_tokens = tokens if mlp_tokens is None else mlp_tokens
+    return 4 * _linear(tokens, width, width) + 4 * tokens * tokens * width + 2 * _linear(mlp_tokens, width, intermediate)
+
+
+def decoder_layer_flops(tokens: int, keys: int, text_config) -> int:
+    """One Llama layer for `tokens` queries attending to `keys` keys (grouped KV heads)."""
+    d, m = text_config.hidden_size, text_config.intermediate_size
+    head_dim = getattr(text_config, "head_dim", None) or d // text_config.num_attention_heads
+    q_width = text_config.num_attention_heads * head_dim
+    kv_width = text_config.num_key_value_heads * head_dim
+    projections = _linear(tokens, d, q_width) + 2 * _linear(tokens, d, kv_width) + _linear(tokens, q_width, d)
+    return projections + 4 * tokens * keys * q_width + 3 * _linear(tokens, d, m)
+
+
+def _vision(config, pruner: TokenPruner | None, images: int, cost: PrefillCost) -> int:
+    """Adds the image-encoding FLOPs of one prompt to `cost`; returns the visual tokens per image."""
+    vision = config.vision_config
+    width, heads = vision.hidden_size, vision.num_attention_heads
+    grid = (vision.image_size // vision.patch_size,) * 2
+    patches = grid[0] * grid[1]
+    tokens = patches + 1  # [CLS]
+    embedding = 2 * patches * width * vision.num_channels * vision.patch_size**2
+    projector_in = config.text_config.hidden_size
+
+    def project(count: int) -> int:
+        return _linear(count, width, projector_in) + _linear(count, projector_in, projector_in)
+
+    if not isinstance(pruner, VisionTokenPruner):  # the stock tower runs every layer
+        cost.vision += images * (embedding + vision.num_hidden_layers * vision_layer_flops(tokens, width, vision.intermediate_size))
+        cost.projector += images * project(patches)
+        return patches
+
+    depth = clip.feature_depth_of(vision.num_hidden_layers, config.vision_feature_layer)
+    unknown = pruner.requires - CAPTURED_SIGNALS - {"cls_attention", "next_projections"}
+    if unknown:
+        raise ValueError(f"no FLOPs accounting for the signal(s) {', '.join(sorted(unknown))} of {pruner.name!r}")
+    if "token_merging" in pruner.requires:
+        tower, count = 0, tokens
+        for merged in pruner.schedule(patches, depth):
+            tower += vision_layer_flops(count, width, vision.intermediate_size, count - merged)
+            cost.selection += images * (pruner.matching_flops(count, width, heads) if merged else 0)
+            count -= merged
+    else:
+        tower = depth * vision_layer_flops(tokens, width, vision.intermediate_size)
+    signals = 0
+    if "cls_attention" in pruner.requires:
+        signals += 2 * tokens * width  # one [CLS] query row against all keys
+    if "next_projections" in pruner.requires:
+        signals += _linear(1, width, width) + _linear(tokens, width, width)  # next layer's [CLS] query, all keys
+    kept = pruner.kept_per_image(patches, grid)
+    projected = "projected" in pruner.requires
+    cost.vision += images * (embedding + tower)
+    cost.signals += images * signals
+    cost.selection += images * pruner.selection_flops(patches, projector_in if projected else width, heads)
+    cost.projector += images * project(patches if projected else kept)
+    return kept
+
+
+def prefill_flops(
+    config,
+    method: str | TokenPruner | None = None,
+    visual_token_num: int | None = None,
+    *,
+    images: int = 1,
+    prompt: PromptLayout = POPE_PROMPT,
+    batch: int = 1,
+    logits: str = "last",
+    **options,
+) -> PrefillCost:
+    """FLOPs of a prefill of `batch` prompts, each with `images` images and `prompt`'s text, pruned by
+    `method` (a registered name with its budget and options, a pruner object, or None / "none").
+
+    `config` is a LLaVA-style config (vision_config: CLIP, text_config: Llama). logits="last" counts
+    the LM head on the last position only (what `generate` computes), "all" on every position."""
+    if logits not in ("last", "all"):
+        raise ValueError(f"logits must be 'last' or 'all', got {logits!r}")
+    if method is None or method == "none":
+        pruner = None
+    elif isinstance(method, TokenPruner):
+        pruner = method
+    else:
+        pruner = create_pruner(method, visual_token_num, **options)
+    text = config.text_config
+    cost = PrefillCost(batch=batch)
+    per_image = _vision(config, pruner, images, cost)
+    visual = images * per_image
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    cost.kv_values_per_token = 2 * text.num_key_value_heads * head_dim
+
+    stages = pruner.stages() if isinstance(pruner, LanguageModelPruner) else ()
+    if isinstance(pruner, LanguageModelPruner):
+        pruner.check_depth(text.num_hidden_layers)
+        cost.selection += pruner.selection_flops(visual, prompt.after, text.hidden_size)
+    for layer in range(text.num_hidden_layers):
+        if layer in stages:
+            cost.selection += _attention_rows(pruner, layer, prompt.text_tokens + visual, prompt.after, text)
+            visual = pruner.kept_visual(stages.index(layer), visual, images)
+        length = prompt.text_tokens + visual
+        cost.layer_tokens.append(length)
+        cost.layer_visual.append(visual)
+        cost.language_model += decoder_layer_flops(length, length, text)
+    cost.lm_head = _linear(1 if logits == "last" else cost.layer_tokens[-1], text.hidden_size, text.vocab_size)
+    for part in ("vision", "signals", "selection", "projector", "language_model", "lm_head"):
+        setattr(cost, part, getattr(cost, part) * batch)
+    return cost
+
+
+def _attention_rows(pruner: LanguageModelPruner, layer: int, length: int, text_after: int, text) -> int:
+    """The attention rows a stage reads: from the previous layer's projections, or computed for the
+    layer about to run (its query projections of the rows and a key projection of every token)."""
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    q_width, kv_width = text.num_attention_heads * head_dim, text.num_key_value_heads * head_dim
+    queries = pruner.attention_queries(text_after)
+    rows = 2 * queries * length * q_width
+    if pruner.attention_layer(layer) == layer:
+        rows += _linear(queries, text.hidden_size, q_width) + _linear(length, text.hidden_size, kv_width)
+    return rows
+
+
+def decode_flops(config, cost: PrefillCost) -> int:
+    """FLOPs of the first decoded token of each prompt, attending to the cache the prefill left."""
+    text = config.text_config
+    per_prompt = sum(decoder_layer_flops(1, length + 1, text) for length in cost.layer_tokens)
+    return cost.batch * (per_prompt + _linear(1, text.hidden_size, text.vocab_size))
+
+
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    batch, heads, queries, head_dim = query_shape
+    keys, value_dim = key_shape[-2], value_shape[-1]
+    return 2 * batch * heads * queries * keys * (head_dim + value_dim)
+
+
+def flop_counter(**kwargs) -> FlopCounterMode:
+    """`FlopCounterMode` that also counts SDPA's CPU kernel (absent from torch's formula table), with
+    grouped KV heads."""
+    custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+    return FlopCounterMode(display=False, custom_mapping={**custom, **kwargs.pop("custom_mapping", {})}, **kwargs)
+
+
+def exact_table(config, methods, budgets, images: int = 1, prompt: PromptLayout = POPE_PROMPT, **options) -> list[dict]:
+    """One row per method and budget ("none" once), with the FLOPs by part and the KV cache."""
+    rows = []
+    full = prefill_flops(config, None, images=images, prompt=prompt)
+    for method in methods:
+        for tokens in [None] if method == "none" else budgets:
+            cost = full if method == "none" else prefill_flops(
+                config, method, tokens, images=images, prompt=prompt, **options.get(method, {})
+            )
+            rows.append({
+                "method": method,
+                "visual_token_num": tokens,
+                **cost.as_dict(),
+                "reduction": 1 - cost.total / full.total,
+                "decode_first_token": decode_flops(config, cost),
+                "kv_visual_mib_fp16": cost.kv_cache_bytes(2, visual_only=True) / paper.MIB,
+            })
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| method | T | vision | signals + selection | projector | LLM layers | LM head | total (GFLOPs) | reduction | visual KV fp16 (MiB) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    g = 1e9
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['visual_token_num'] or '-'} | {r['vision'] / g:.1f} | {(r['signals'] + r['selection']) / g:.3f} | "
+            f"{r['projector'] / g:.1f} | {r['language_model'] / g:.1f} | {r['lm_head'] / g:.2f} | {r['total'] / g:.1f} | "
+            f"{r['reduction']:.1%} | {r['kv_visual_mib_fp16']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("paper", help="the paper's efficiency table beside the reconstructed accounting")
+    exact = commands.add_parser("exact", help="exact FLOPs of this package's prefill for a shape or config")
+    source = exact.add_mutually_exclusive_group()
+    source.add_argument("--shape", default="llava-1.5-7b", choices=SHAPES)
+    source.add_argument("--config", type=Path, help="a LLaVA config.json (CLIP vision tower, Llama decoder)")
+    exact.add_argument("--images", type=int, help="images (crops) per prompt; default: the shape's")
+    exact.add_argument("--methods", nargs="+", default=["none", "vispruner", "fastv", "visionzip", "random"])
+    exact.add_argument("--tokens", type=int, nargs="+", default=[128, 64, 32], help="visual tokens per image (crop)")
+    exact.add_argument("--text-before", type=int, default=POPE_PROMPT.before)
+    exact.add_argument("--text-after", type=int, default=POPE_PROMPT.after)
+    exact.add_argument("--json", type=Path, help="also write the rows as JSON here (refuses to overwrite)")
+    args = parser.parse_args(argv)
+    if args.command == "paper":
+        print(paper.markdown())
+        return
+    if args.config:
+        from transformers import AutoConfig
+
+        if not args.config.exists():
+            parser.error(f"--config: {args.config} does not exist")
+        config, images = AutoConfig.from_pretrained(args.config), args.images or 1
+    else:
+        preset = shape(args.shape)
+        config, images = preset.config, args.images or preset.images
+    if args.json and args.json.exists():
+        parser.error(f"--json: {args.json} exists; choose another path")
+    prompt = PromptLayout(args.text_before, args.text_after)
+    try:
+        rows = exact_table(config, args.methods, args.tokens, images=images, prompt=prompt)
+    except ValueError as error:  # an unknown method, a budget a method cannot take, an unsupported config
+        parser.error(str(error))
+    print(markdown(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        source = str(args.config) if args.config else args.shape
+        report = {"model": source, "config": config.to_dict(), "images": images, "prompt": asdict(prompt), "rows": rows}
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# FLOPs: the paper's efficiency table beside the reconstructed accounting, and the exact accounting of
+# this package's prefill at LLaVA-1.5-7B and LLaVA-NeXT-7B (paper setting: 5 crops) shapes.
+# Usage: flops.sh [OUT_DIR]      (default results/efficiency; writes OUT_DIR/flops.md and flops-<shape>.json)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+python=.venv/bin/python; [ -x "$python" ] || python=python
+out=${1:-results/efficiency}
+[ -e "$out/flops.md" ] && { echo "flops.sh: $out/flops.md exists; remove it or choose another OUT_DIR" >&2; exit 1; }
+mkdir -p "$out"
+{
+  echo "# FLOPs"; echo
+  echo "Command: \`bash scripts/efficiency/flops.sh\` (pure arithmetic from the model configs; no hardware involved)."; echo
+  echo "## The paper's accounting"; echo
+  "$python" -m llava.efficiency.flops paper
+  for shape in llava-1.5-7b llava-next-7b; do
+    echo; echo "## Exact accounting, $shape (per prompt: POPE-shaped, 64 text tokens; T per image/crop)"; echo
+    "$python" -m llava.efficiency.flops exact --shape "$shape" --methods none vispruner fastv visionzip random \
+      --json "$out/flops-$shape.json" | grep -v '^wrote '
+  done
+} > "$out/flops.md"
+echo "wrote $out/flops.md"
