@@ -3,7 +3,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from llava.pruning import create_pruner, list_methods
-from llava.pruning.vispruner import select, split_budget
+from llava.pruning.vispruner import VisPruner, compiled_select, select, split_budget
+from llava.pruning.base import VisionFeatures
 from published_vispruner import PublishedCodeFails, published_select
 
 CASES = [
@@ -134,3 +135,14 @@ def test_registry_and_pruner_settings():
         create_pruner("vispruner", 64, ratio=0.5)
     with pytest.raises(ValueError, match="unknown pruning method 'nope'.*vispruner"):
         create_pruner("nope", 64)
+
+
+def test_compiled_selection_keeps_the_same_tokens():
+    features, attention = random_inputs(2, 64, 16, seed=9)
+    expected = select(features, attention, 16, 0.5)
+    assert torch.equal(compiled_select(features, attention, 16, 0.5), expected)
+    pruner = VisPruner(16, important_ratio=0.5, compile=True)  # same shapes: the compiled graph is reused
+    assert pruner.options == {"important_ratio": 0.5, "compile": True}
+    assert torch.equal(pruner.select(VisionFeatures(features, (8, 8), attention)), expected)
+    with pytest.raises(ValueError, match="compile"):
+        VisPruner(16, compile="yes")

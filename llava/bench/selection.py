@@ -2,6 +2,7 @@
 
     python -m llava.bench.selection                 # LLaVA-1.5 shapes: CLIP ViT-L/14-336, N=576, C=1024
     python -m llava.bench.selection --device cuda --dtype float16 --batch 1 8
+    python -m llava.bench.selection --compile --threads 1   # also `compiled_select` (torch.compile)
 
 Random weights (speed does not depend on them). Reported per batch, medians over --repeats runs:
 the stock tower forward (all layers, SDPA), the pruning path's tower forward (up to the feature
@@ -21,7 +22,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 from llava.attention import row_softmax
 from llava.bench.hardware import describe
 from llava.models import clip
-from llava.pruning.vispruner import select
+from llava.pruning.vispruner import compiled_select, select
 
 SHAPES = {
     "clip-l-336": dict(  # LLaVA-1.5's tower: N = 576, C = 1024
@@ -82,6 +83,10 @@ def run(args: argparse.Namespace) -> dict:
                 row[f"select_T{t}_ms"] = measure(
                     lambda t=t: select(vision.features, vision.cls_attention, t, args.ratio)
                 )
+                if args.compile:  # the warm-up call compiles; only replays are timed
+                    row[f"compiled_select_T{t}_ms"] = measure(
+                        lambda t=t: compiled_select(vision.features, vision.cls_attention, t, args.ratio)
+                    )
         rows.append(row)
         print(json.dumps(row))
     return {
@@ -96,8 +101,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def markdown(report: dict) -> str:
-    tokens = [k for k in report["results"][0] if k.startswith("select_")]
-    head = ["batch", "tower, all layers", "tower to feature layer + [CLS] row", "[CLS] row", *[k[7:-3] for k in tokens]]
+    tokens = [k for k in report["results"][0] if "select_" in k]
+    head = ["batch", "tower, all layers", "tower to feature layer + [CLS] row", "[CLS] row", *[k[:-3] for k in tokens]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["results"]:
         cells = [str(row["batch"])] + [f"{row[k]:.2f}" for k in list(row)[1:4] + tokens]
@@ -116,8 +121,14 @@ def main(argv=None) -> None:
     parser.add_argument("--feature-layer", type=int, default=-2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="also time `compiled_select` (torch.compile)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, help="write the report as JSON here (refuses to overwrite)")
     args = parser.parse_args(argv)
+    if args.compile and args.warmup < 1:
+        parser.error("--compile needs --warmup >= 1 (the first call compiles)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = run(args)
     print(markdown(report))
     if args.output:
