@@ -11,6 +11,7 @@ from transformers import LlavaForConditionalGeneration
 
 from ..patching import InstancePatch
 from ..pruning import create_pruner
+from ..pruning.base import TokenPruner
 from . import llava
 
 HOSTS: dict[type, Callable] = {LlavaForConditionalGeneration: llava.attach}
@@ -27,8 +28,13 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
     methods and each method's module documents its options and what `visual_token_num` means.
     Methods needing a signal the model cannot provide raise ValueError.
     """
+    return apply_pruner(model, create_pruner(method, visual_token_num, **options))
+
+
+def apply_pruner(model, pruner: TokenPruner):
+    """`apply_pruning` with a pruner object built by the caller (registered or not, e.g. an analysis's
+    own token selection); returns the same model."""
     attach = _host(model)
-    pruner = create_pruner(method, visual_token_num, **options)
     remove_pruning(model)
     patch = InstancePatch()
     attach(model, pruner, patch)
