@@ -230,3 +230,57 @@ def test_notebooks_execute_in_smoke_mode(smoke_results, tmp_path):
         shown = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
         assert len(shown) == 1, name  # the figure, once
     assert len(list(tmp_path.glob("*.png"))) == 3
+
+
+def test_pictures_show_the_tokens_the_methods_keep(subject, monkeypatch):
+    """FastV's and random selection's kept sets in the picture are the ones generation used."""
+    from analysis import pictures
+    from llava.pruning import fastv, random_pruning
+
+    used = {}
+    keep_mask, draw = fastv.keep_mask, random_pruning.select
+
+    def recording_keep_mask(last_row, sequence, per_image):
+        mask = keep_mask(last_row, sequence, per_image)
+        ordinal = sequence.visual.long().cumsum(1) - 1
+        used.setdefault("fastv", sorted(ordinal[0][mask[0] & sequence.visual[0]].tolist()))
+        return mask
+
+    def recording_select(*args, **kwargs):
+        kept = draw(*args, **kwargs)
+        used.setdefault("random", kept[0].tolist())
+        return kept
+
+    monkeypatch.setattr(fastv, "keep_mask", recording_keep_mask)
+    monkeypatch.setattr(random_pruning, "select", recording_select)
+    drawn = []
+    monkeypatch.setattr(pictures, "draw_kept_patches", lambda image, grid, first, second, **kw: drawn.append((first, second)) or image)
+    sample = drawn_samples(1, size=112).samples[0]
+    example = pictures.selection_example(subject, sample, exact_match, budget=12, fastv_layer=2, seed=3)
+    assert [len(p) for p in drawn[0]] == [6, 6]  # VisPruner: important + diverse
+    assert drawn[1][0] == used["fastv"] and drawn[2][0] == used["random"]
+    assert len(example.panels) == 4 and all(isinstance(p.answer, str) for p in example.panels)
+
+
+def test_jsonl_question_sets(tmp_path):
+    from analysis.data import load_jsonl
+
+    (tmp_path / "images").mkdir()
+    drawn_samples(1, size=32).samples[0].image().save(tmp_path / "images" / "a.png")
+    rows = [
+        {"id": "q1", "image": "a.png", "question": "Is it red?", "answer": "yes"},
+        {"id": "m1", "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"},
+                                                         {"from": "gpt", "value": "A square."}]},
+        {"question_id": 7, "image": "a.png", "text": "Colour?"},
+    ]
+    path = tmp_path / "set.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    dataset = load_jsonl(path, image_folder=tmp_path / "images")
+    assert [(s.id, s.question, s.answer) for s in dataset.samples] == [
+        ("q1", "Is it red?", "yes"), ("m1", "What is it?", "A square."), ("7", "Colour?", None)]
+    assert dataset.samples[0].image().size == (32, 32) and len(load_jsonl(path, tmp_path / "images", limit=2)) == 2
+    for bad, message in ((rows[0] | {"image": "b.png"}, "line 1: image .*b.png not found"),
+                         ({"image": "a.png"}, "line 1: needs a question"), ({"question": "?"}, "line 1: needs an 'image'")):
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            load_jsonl(path, image_folder=tmp_path / "images")
