@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -81,16 +82,17 @@ def run(args: argparse.Namespace) -> dict:
                        threads=args.threads)
     subject, dataset = study.subject, study.dataset
     print(f"model: {subject.description or subject.name}\nquestions: {dataset.name} ({len(dataset)})\nresults: {study.folder}")
-    made, timings = [], {}
+    made, timings, numbers = [], {}, {}
     for part in dict.fromkeys(args.parts or PARTS):
         start = time.perf_counter()
-        made += _part(part, study, args)
+        made += _part(part, study, args, numbers)
         timings[part] = round(time.perf_counter() - start, 1)
         print(f"{part}: {timings[part]} s")
     record = {
         "command": "python -m analysis " + " ".join(sys.argv[1:]), "model": subject.name, "model_description": subject.description,
         "dataset": dataset.name, "questions": len(dataset), "results": str(study.folder), "figures": [str(p) for p in made],
         "seconds": timings, "total_seconds": round(time.perf_counter() - started, 1), "hardware": describe(subject.device),
+        "settings": asdict(study.settings), "numbers": numbers,
     }
     args.figures.mkdir(parents=True, exist_ok=True)
     (args.figures / "analysis_run.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -98,12 +100,18 @@ def run(args: argparse.Namespace) -> dict:
     return record
 
 
-def _part(part: str, study: Study, args) -> list[Path]:
+def _part(part: str, study: Study, args, numbers: dict) -> list[Path]:
+    """Draw one part's figures; its headline numbers go into `numbers` (rounded, for the run record)."""
     accuracy = not args.no_accuracy
     if part == "shift":
-        return plots.save(plots.shift_figure(study.shift(with_accuracy=accuracy)), args.figures, "fig2_attention_shift")
+        result = study.shift(with_accuracy=accuracy)
+        numbers["shift"] = _rounded({k: result[k] for k in SHIFT_NUMBERS if k in result})
+        return plots.save(plots.shift_figure(result), args.figures, "fig2_attention_shift")
     if part == "dispersion":
-        return plots.save(plots.dispersion_figure(study.dispersion(with_accuracy=accuracy)), args.figures, "fig3_attention_dispersion")
+        result = study.dispersion(with_accuracy=accuracy)
+        signals = {name: {k: v[k] for k in ("top1_share", "top20pct_share", "normalized_entropy")} for name, v in result["signals"].items()}
+        numbers["dispersion"] = _rounded({"signals": signals, **{k: result[k] for k in ("full_accuracy", "accuracy") if k in result}})
+        return plots.save(plots.dispersion_figure(result), args.figures, "fig3_attention_dispersion")
     subject, dataset = study.subject, study.dataset
     budget = study.settings.budget
     examples = [  # each picture gets its own random draw (seed + its number)
@@ -111,8 +119,22 @@ def _part(part: str, study: Study, args) -> list[Path]:
         for number, sample in enumerate(pick_examples(dataset, args.examples))
     ]
     description = subject.description or subject.name
+    numbers["pictures"] = [{"question": e.sample.question, "reference": e.sample.answer,
+                            "answers": {p.title: p.answer for p in e.panels}} for e in examples]
     paths = plots.save(selection_figure(examples[:1], description, budget), args.figures, "fig1_token_selection")
     return paths + plots.save(selection_figure(examples, description, budget), args.figures, "fig4_token_selection_examples")
+
+
+SHIFT_NUMBERS = ("quartile_shares", "quartile_shares_question", "quartile_shares_equal_positions", "full_accuracy",
+                 "quartile_layers", "quartile_accuracy")
+
+
+def _rounded(value):
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return [_rounded(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    return round(float(value), 4) if isinstance(value, float) else value
 
 
 def main(argv=None) -> None:

@@ -78,7 +78,7 @@ def _selection_panel(ax, result: dict) -> None:
     ax.set_ylabel("selection frequency (max = 1)")
     ax.set_xlim(-0.5, frequency.size - 0.5)
     twin = ax.twinx()
-    twin.plot(index, result["mean_attention"], color="#cb181d", linewidth=1.0, label="mean attention")
+    twin.plot(index, result["mean_attention"], color="#cb181d", linewidth=0.8, label="mean attention")
     twin.set_ylabel("mean last-token attention")
     twin.grid(False)
     twin.spines["right"].set_visible(True)

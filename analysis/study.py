@@ -1,7 +1,7 @@
 """Figures 2 and 3 as numbers: one model on one question set, cached and resumable.
 
     results/analysis/<model>/<dataset>/
-        manifest.json     which model (weights fingerprint) and questions (fingerprint) the files belong to
+        manifest.json     which model (weights fingerprint), prompt and questions (fingerprint) the files belong to
         signals.npz       attention signals of every question (`analysis.attention.Signals`)
         accuracy.jsonl    answers and accuracy per pruning setting, appended as each finishes
         shift.json        Fig. 2 numbers;  dispersion.json  Fig. 3 numbers (with hardware and date)
@@ -89,7 +89,8 @@ class Study:
     def _claim(self, overwrite: bool) -> None:
         manifest = {"model": self.subject.name, "model_fingerprint": model_fingerprint(self.subject.model),
                     "dataset": self.dataset.name, "dataset_fingerprint": dataset_fingerprint(self.dataset),
-                    "questions": len(self.dataset)}
+                    "questions": len(self.dataset), "prompt": self.subject.prompt("{question}"),
+                    "max_new_tokens": self.subject.max_new_tokens}
         path = self.folder / "manifest.json"
         if path.is_file():
             found = json.loads(path.read_text())

@@ -82,9 +82,9 @@ def _scenette_model(**_) -> Subject:
 def _tiny_model(**_) -> Subject:
     from llava.tiny import build_tiny_llava
 
-    model, processor = build_tiny_llava()
+    model, processor = build_tiny_llava(text_layers=4)
     return Subject("tiny-random", model, processor, plain_prompt, 4,
-                   "a random-weight LLaVA-1.5-shaped model (336 px, 24x24 patches, 2 LM layers)")
+                   "a RANDOM-WEIGHT LLaVA-1.5-shaped model (336 px, 24x24 patches, 4 LM layers; untrained: shows the pipeline only)")
 
 
 def _smoke_model(**_) -> Subject:
@@ -92,7 +92,7 @@ def _smoke_model(**_) -> Subject:
 
     model, processor = build_tiny_llava(image_size=112, vision_layers=4, text_layers=4, seed=1)
     return Subject("smoke-random", model, processor, plain_prompt, 3,
-                   "a random-weight LLaVA-shaped model (112 px, 8x8 patches, 4 LM layers) for smoke runs")
+                   "a RANDOM-WEIGHT LLaVA-shaped model (112 px, 8x8 patches, 4 LM layers; untrained) for smoke runs")
 
 
 MODELS: dict[str, Callable[..., Subject]] = {"scenette": _scenette_model, "tiny": _tiny_model, "smoke": _smoke_model}
