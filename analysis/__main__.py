@@ -17,8 +17,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from llava.bench.hardware import describe
 
 from . import plots
