@@ -22,8 +22,10 @@ def draw_kept_patches(
     grid: tuple[int, int],
     important: list[int],
     diverse: list[int],
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (IMPORTANT_COLOUR, DIVERSE_COLOUR),
 ) -> Image.Image:
-    """`image` with dropped patches dimmed and kept ones outlined: important vs diverse in two colours."""
+    """`image` with dropped patches dimmed and kept ones outlined: important vs diverse in two colours
+    (`colours`, orange and blue by default)."""
     rows, cols = grid
     cell_w, cell_h = image.width / cols, image.height / rows
     kept = set(important) | set(diverse)
@@ -36,7 +38,7 @@ def draw_kept_patches(
     out = Image.composite(image, dimmed, mask)
     draw = ImageDraw.Draw(out)
     width = max(1, round(min(cell_w, cell_h) / 8))
-    for indices, colour in ((important, IMPORTANT_COLOUR), (diverse, DIVERSE_COLOUR)):
+    for indices, colour in zip((important, diverse), colours):
         for index in indices:
             r, c = divmod(index, cols)
             box = [c * cell_w, r * cell_h, (c + 1) * cell_w - 1, (r + 1) * cell_h - 1]
