@@ -106,10 +106,13 @@ def main(argv=None) -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, help="write the report as JSON here (refuses to overwrite)")
     args = parser.parse_args(argv)
     if args.output and args.output.exists():
         parser.error(f"--output: {args.output} exists; choose another path")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = run(args)
     print(markdown(report))
     if args.output:
