@@ -1,7 +1,7 @@
 """Prune one image with VisPruner and save a picture of the kept patches.
 
-    python -m llava.demo                       # a small local model, a drawn scene
-    python -m llava.demo --image photo.jpg --model llava-hf/llava-1.5-7b-hf --tokens 64 --ratio 0.5
+    python -m llava.demo                       # the shipped Scenette-LLaVA, a Scenette evaluation question
+    python -m llava.demo --image photo.jpg --model llava-hf/llava-1.5-7b-hf --question "What is shown?" --tokens 64
 """
 from __future__ import annotations
 
@@ -10,33 +10,28 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import llava
+from llava import scenette
 from llava.pruning import create_pruner
 from llava.models import clip
 from llava.pruning.vispruner import attention_order, select, split_budget
 from llava.visualize import draw_kept_patches, pixels_to_image, side_by_side
 
 
-def demo_scene(size: int = 336) -> Image.Image:
-    """A deterministic test picture: a few shapes on a two-tone background and a small glyph."""
-    image = Image.new("RGB", (size, size), (200, 210, 190))
-    draw = ImageDraw.Draw(image)
-    s = size / 336
-    draw.rectangle([0, 0, size, size * 0.45], fill=(150, 190, 230))
-    draw.ellipse([40 * s, 60 * s, 120 * s, 140 * s], fill=(220, 40, 40))
-    draw.rectangle([200 * s, 180 * s, 290 * s, 270 * s], fill=(40, 90, 210))
-    draw.polygon([(90 * s, 300 * s), (150 * s, 200 * s), (210 * s, 300 * s)], fill=(40, 170, 60))
-    draw.text((260 * s, 60 * s), "7", fill=(0, 0, 0))
-    return image
+DEMO_QUESTION = ("reading", 3)  # (type, index) of the Scenette evaluation row the demo asks by default
+
+
+def demo_row() -> dict:
+    """The fixed Scenette evaluation row the demo shows: small shapes, a small sign, a reading question."""
+    qtype, index = DEMO_QUESTION
+    return scenette.eval_rows(qtype)[index]
 
 
 def load(model_path: str | None):
     if model_path is None:
-        from llava.tiny import build_tiny_llava
-
-        return build_tiny_llava(), "a random-weight LLaVA-1.5-shaped model (336 px, 24x24 patches)"
+        return scenette.load_default(), f"Scenette-LLaVA, the shipped checkpoint ({scenette.CHECKPOINT})"
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     model = LlavaForConditionalGeneration.from_pretrained(model_path).eval()
@@ -45,8 +40,10 @@ def load(model_path: str | None):
 
 def run(args: argparse.Namespace) -> Path:
     (model, processor), description = load(args.model)
-    image = Image.open(args.image).convert("RGB") if args.image else demo_scene()
-    prompt = f"USER: <image>\n{args.question} ASSISTANT:"
+    row = None if args.image else demo_row()
+    image = Image.open(args.image).convert("RGB") if args.image else scenette.doc_image(row)
+    question = args.question or (row["prompt"] if row else "What is shown in the image?")
+    prompt = scenette.conversation(question)
     inputs = processor(text=prompt, images=image, return_tensors="pt")
 
     tower = model.model.vision_tower
@@ -67,7 +64,8 @@ def run(args: argparse.Namespace) -> Path:
     diverse = [i for i in kept.tolist() if i not in important_set]
     print(f"model: {description}")
     print(f"kept {kept.numel()}/{total} visual tokens ({len(important_set)} important + {len(diverse)} diverse)")
-    print(f"answer ({seconds:.2f} s): {answer!r}")
+    print(f"question: {question!r}")
+    print(f"answer ({seconds:.2f} s): {answer!r}" + (f" (reference: {row['answer']!r})" if row and not args.question else ""))
 
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
     seen = pixels_to_image(inputs.pixel_values[0], mean, std)
@@ -86,9 +84,9 @@ def run(args: argparse.Namespace) -> Path:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a LLaVA checkpoint (local folder or hub id); default: a small local model")
-    parser.add_argument("--image", type=Path, help="an image file; default: a drawn test scene")
-    parser.add_argument("--question", default="What is shown in the image?")
+    parser.add_argument("--model", help="a LLaVA checkpoint (local folder or hub id); default: the shipped Scenette-LLaVA")
+    parser.add_argument("--image", type=Path, help="an image file; default: a Scenette evaluation image")
+    parser.add_argument("--question", help="default: that image's Scenette question (or 'What is shown in the image?')")
     parser.add_argument("--tokens", type=int, default=64, help="visual tokens to keep (default 64)")
     parser.add_argument("--ratio", type=float, default=0.5, help="share of important tokens, in [0, 1] (default 0.5)")
     parser.add_argument("--max-new-tokens", type=int, default=12)
