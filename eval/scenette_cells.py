@@ -1,0 +1,96 @@
+"""The cells of the Scenette sweep (eval/scenette.py): which options a method runs with on this
+model, where each cell's result lives, and when a stored result may be reused."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from llava.scenette.prompt import TEMPLATE
+
+from .results import setting_name
+
+GROUP = "scenette"
+CONV_TEMPLATE = TEMPLATE.name  # the conversation Scenette-LLaVA is trained and evaluated with
+REFERENCE_DEPTH = 32  # LLaVA-1.5-7B's language model: the layer defaults of in-LLM methods refer to it
+
+
+@dataclass
+class Cell:
+    method: str  # "none": the unpruned model
+    budget: int | None
+    options: dict = field(default_factory=dict)  # every option the method runs with (defaults included)
+    adapted: dict = field(default_factory=dict)  # options moved from their defaults to fit this model
+    reason: str | None = None  # why the method cannot run at this budget on this model
+
+    def path(self, output: Path, per_type: int | None) -> Path:
+        setting = setting_name(self.method, self.budget, self.options.get("important_ratio"), per_type)
+        return output / self.method / f"{setting}.json"
+
+
+def fit(method: str, budget: int, model) -> Cell:
+    """The method with its defaults on `model`, except layer positions published for LLaVA-1.5-7B's
+    32-layer language model that this one lacks: those move to the same relative depth. A cell
+    that still cannot run (e.g. no published schedule for the budget) carries the reason."""
+    import llava
+    from llava.pruning import create_pruner
+
+    adapted = {}
+    try:
+        pruner = create_pruner(method, budget)
+        depth = model.config.text_config.num_hidden_layers
+        if "layers" in pruner.options and not _fits(pruner, depth):
+            adapted["layers"] = tuple(round(layer * depth / REFERENCE_DEPTH) for layer in pruner.options["layers"])
+        llava.apply_pruning(model, method, budget, **adapted)
+        options = dict(model.pruning_config.options)
+    except ValueError as error:
+        return Cell(method, budget, reason=str(error))
+    finally:
+        llava.remove_pruning(model)
+    return Cell(method, budget, options, adapted)
+
+
+def _fits(pruner, depth: int) -> bool:
+    try:
+        pruner.check_depth(depth)
+    except ValueError:
+        return False
+    return True
+
+
+def plan(args, model) -> list[Cell]:
+    """The unpruned cell, then every method at every budget (largest budget first)."""
+    return [Cell("none", None)] + [fit(method, budget, model) for budget in args.budgets for method in args.methods]
+
+
+def checkpoint_id(folder: Path) -> str:
+    """Digest of a checkpoint's configs and weights: results of a retrained model never mix with old ones."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def settings(cell: Cell, args, checkpoint: str) -> dict:
+    """What a cell's result depends on; a stored cell is reused only when these match."""
+    record = {"benchmark": GROUP, "method": cell.method, "visual_token_num": cell.budget, "options": cell.options,
+              "adapted": cell.adapted, "per_type": args.per_type, "limit": args.limit, "checkpoint": checkpoint,
+              "conv_template": CONV_TEMPLATE}  # fmt: skip
+    return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
+
+
+def stored(path: Path, expected: dict, rerun: bool) -> dict | None:
+    """The finished cell at `path` if it may be reused; with --rerun the file is moved aside (kept)."""
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if rerun:
+        path.rename(path.with_name(f"{path.stem}.before-{datetime.now():%Y%m%d-%H%M%S}.json"))
+        return None
+    differs = sorted(key for key, value in expected.items() if record.get(key) != value)
+    if differs:
+        raise SystemExit(f"{path} holds a result with other {', '.join(differs)} than this run; pass --rerun to "
+                         "evaluate again (the old file is kept) or choose another --output")  # fmt: skip
+    return record
