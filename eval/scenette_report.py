@@ -2,8 +2,8 @@
 (rendered by eval/tables.py) and the plot of relative accuracy against the visual-token budget.
 
 Rows: the unpruned model, then each budget (largest first) with its methods, VisPruner last, as
-the paper's tables. Columns: accuracy (%) per question type, Acc. = their mean, Rel. = Acc. /
-unpruned Acc. in %. A method that cannot run at a budget on this model shows n/a, with the reason
+the paper's tables. Columns: accuracy (%) per question type, Acc. = their mean, Rel. = the mean
+over types of accuracy / unpruned accuracy, in % (the paper's definition, as eval/tables.py). A method that cannot run at a budget on this model shows n/a, with the reason
 under the Markdown table.
 """
 from __future__ import annotations
@@ -35,7 +35,11 @@ def _pairs(cells, records) -> list[tuple]:
 
 
 def relative(record: dict, unpruned: dict) -> float | None:
-    return 100 * record["mean"] / unpruned["mean"] if unpruned["mean"] else None
+    """Mean over question types of accuracy / unpruned accuracy, in %, over the types the unpruned
+    model gets any right (a ratio to 0 is undefined); None if there is none."""
+    base = unpruned["accuracy"]
+    types = [t for t in record["accuracy"] if base.get(t)]
+    return 100 * sum(record["accuracy"][t] / base[t] for t in types) / len(types) if types else None
 
 
 def build_table(cells, records) -> Table:

@@ -21,6 +21,7 @@ from the renderer's label map, which no method sees.
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +43,14 @@ from .training import RUNS_DIR, Log, run_loop, train_scene_seeds
 STAGE_OFFSET = 5 * 10**8
 ALIGN_OFFSET = 4 * 10**8
 IGNORE = -100
+MAX_ATTEMPTS = 20  # question draws per wanted turn
 
 
 def sample_turns(scene, turns: int, round_: int = 0) -> list[tuple[str, str]]:
     """Up to `turns` distinct (question, answer) pairs about `scene`, types drawn uniformly; each
     `round_` (pass over the scene pool) draws new ones."""
     out, seen = [], set()
-    for attempt in range(3 * turns):
+    for attempt in range(MAX_ATTEMPTS * turns):  # a scene cannot pose every type; reading always works
         if len(out) == turns:
             break
         rng = question_rng(scene.seed, round_ * 1000 + attempt)
@@ -81,6 +83,14 @@ def expand_image(ids: list[int], labels: list[int], image_token_id: int, kept: n
     tail = len(ids) - at - 1
     positions = [*range(at), *(at + kept).tolist(), *range(at + image_tokens, at + image_tokens + tail)]
     return ids[:at] + [image_token_id] * len(kept) + ids[at + 1 :], labels[:at] + [IGNORE] * len(kept) + labels[at + 1 :], positions
+
+
+def _fingerprint(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def content_patches(labels: np.ndarray, patch: int) -> np.ndarray:
@@ -117,10 +127,17 @@ def collate(rows: list[tuple[list[int], list[int], list[int]]], pad_id: int) -> 
 class ScenePool:
     """The training scenes, rendered and encoded by the frozen tower once: each step draws its
     images from here (in a fixed order, a new round of questions per pass), so the tower's cost is
-    paid per scene, not per step."""
+    paid per scene, not per step. `cache` (a file) keeps the encoding for a resumed run; it is used
+    only if it was made from the same scenes by the same tower."""
 
-    def __init__(self, tower, layer: int, seeds: list[int], batch_size: int = 32):
+    def __init__(self, tower, layer: int, seeds: list[int], cache: Path | None = None, batch_size: int = 32):
         self.seeds = seeds
+        key = {"seeds": (seeds[0], len(seeds)), "layer": layer, "tower": _fingerprint(tower)}
+        if cache is not None and cache.is_file():
+            stored = torch.load(cache, weights_only=True)
+            if stored["key"] == key:
+                self.features, self.content = stored["features"], stored["content"]
+                return
         features, content = [], []
         for start in tqdm(range(0, len(seeds), batch_size), desc="encoding training scenes", dynamic_ncols=True):
             rendered = [render(sample_scene(seed)) for seed in seeds[start : start + batch_size]]
@@ -129,6 +146,10 @@ class ScenePool:
             features.append(vision.features.to(torch.bfloat16))  # halves the pool's memory; the LM trains in fp32
             content += [torch.from_numpy(content_patches(labels, PATCH_SIZE)) for _, labels in rendered]
         self.features, self.content = torch.cat(features), torch.stack(content)
+        if cache is not None:
+            tmp = cache.with_suffix(".tmp")
+            torch.save({"key": key, "features": self.features, "content": self.content}, tmp)
+            tmp.replace(cache)
 
     def batch(self, step: int, batch_size: int, tokenizer, turns: int, share: float):
         """The token batch and the kept patch features (concatenated) of one training step."""
@@ -168,7 +189,7 @@ def train(args: argparse.Namespace) -> Path:
     embed = model.get_input_embeddings()
     projector = model.model.multi_modal_projector
 
-    pool = ScenePool(tower, layer, train_scene_seeds(args.seed, STAGE_OFFSET, 0, args.pool))
+    pool = ScenePool(tower, layer, train_scene_seeds(args.seed, STAGE_OFFSET, 0, args.pool), args.run_dir / "scene-pool.pt")
 
     def step(index: int) -> dict:
         share = background_share(index, args.content_steps, args.ramp_steps)
