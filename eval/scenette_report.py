@@ -69,7 +69,7 @@ def notes(cells, records) -> list[str]:
     hardware = records[0]["hardware"]
     dates = sorted(r["hardware"]["date"] for r in records)
     out = [
-        "Acc.: mean accuracy (%) over the six question types; Rel.: Acc. / unpruned Acc. (%). "
+        "Acc.: mean accuracy (%) over the six question types; Rel.: mean over the types of accuracy / unpruned accuracy (%), as the paper. "
         f"{sum(records[0]['questions'].values())} questions per cell, through lmms-eval {records[0]['lmms_eval']} "
         "and the `vispruner` plugin.",
         f"Measured on {hardware['cpu']} ({hardware['device']}, torch threads: {hardware['cpu_threads']}), "

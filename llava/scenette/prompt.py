@@ -24,9 +24,11 @@ def question_text(question: str) -> str:
     return f"{question}\n{ANSWER_INSTRUCTION}"
 
 
-def conversation(text: str) -> str:
-    """The single-turn LLaVA-1.5 prompt for `text` about one image, ending where the answer starts."""
-    return TEMPLATE.single_turn(f"{IMAGE_TOKEN}\n{text}")
+def conversation(text: str, system: bool = True) -> str:
+    """The single-turn LLaVA-1.5 prompt for `text` about one image, ending where the answer starts
+    (without the system line if `system` is False: training uses both)."""
+    prompt = TEMPLATE.single_turn(f"{IMAGE_TOKEN}\n{text}")
+    return prompt if system else prompt[len(TEMPLATE.system + TEMPLATE.sep) :]
 
 
 def follow_up(text: str) -> str:
@@ -34,7 +36,7 @@ def follow_up(text: str) -> str:
     return f"{USER}: {text}{TEMPLATE.sep}{ASSISTANT}:"
 
 
-def training_conversation(turns: list[tuple[str, str]]) -> tuple[str, list[tuple[int, int]]]:
+def training_conversation(turns: list[tuple[str, str]], system: bool = True) -> tuple[str, list[tuple[int, int]]]:
     """A multi-turn conversation about one image and the character spans of its answers (+ end token).
 
     The first turn is exactly `conversation(...)` followed by the answer, so training and evaluation
@@ -42,7 +44,7 @@ def training_conversation(turns: list[tuple[str, str]]) -> tuple[str, list[tuple
     """
     text, spans = "", []
     for index, (question, answer) in enumerate(turns):
-        text += conversation(question_text(question)) if index == 0 else follow_up(question_text(question))
+        text += conversation(question_text(question), system) if index == 0 else follow_up(question_text(question))
         start = len(text)
         text += f" {answer}{END_OF_TURN}"
         spans.append((start, len(text)))

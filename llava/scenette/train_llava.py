@@ -63,9 +63,9 @@ def sample_turns(scene, turns: int, round_: int = 0) -> list[tuple[str, str]]:
     return out
 
 
-def encode(tokenizer, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+def encode(tokenizer, turns: list[tuple[str, str]], system: bool = True) -> tuple[list[int], list[int]]:
     """Token ids of the conversation (one image placeholder) and labels (answers only)."""
-    text, spans = training_conversation(turns)
+    text, spans = training_conversation(turns, system)
     ids, labels, cursor = [tokenizer.bos_token_id], [IGNORE], 0
     for start, end in spans:
         prompt = tokenizer(text[cursor:start], add_special_tokens=False).input_ids
@@ -151,7 +151,7 @@ class ScenePool:
             torch.save({"key": key, "features": self.features, "content": self.content}, tmp)
             tmp.replace(cache)
 
-    def batch(self, step: int, batch_size: int, tokenizer, turns: int, share: float):
+    def batch(self, step: int, batch_size: int, tokenizer, turns: int, share: float, system_share: float):
         """The token batch and the kept patch features (concatenated) of one training step."""
         rows, kept_features = [], []
         for k in range(batch_size):
@@ -160,7 +160,8 @@ class ScenePool:
             coin = question_rng(seed, 2**31 + round_).random(self.content.shape[1])  # which background patches come along
             kept = np.flatnonzero(self.content[slot].numpy() | (coin < share))
             kept_features.append(self.features[slot, kept].float())
-            ids, lab = encode(tokenizer, sample_turns(sample_scene(seed), turns, round_))
+            system = bool(question_rng(seed, 2**31 - 1 - round_).random() < system_share)
+            ids, lab = encode(tokenizer, sample_turns(sample_scene(seed), turns, round_), system)
             rows.append(expand_image(ids, lab, tokenizer.image_token_id, kept, self.content.shape[1]))
         return collate(rows, tokenizer.pad_token_id), torch.cat(kept_features)
 
@@ -193,7 +194,7 @@ def train(args: argparse.Namespace) -> Path:
 
     def step(index: int) -> dict:
         share = background_share(index, args.content_steps, args.ramp_steps)
-        batch, features = pool.batch(index, args.batch_size, tokenizer, args.turns, share)
+        batch, features = pool.batch(index, args.batch_size, tokenizer, args.turns, share, args.system_share)
         image_mask = (batch["input_ids"] == model.config.image_token_id).unsqueeze(-1)
         embeds = embed(batch["input_ids"]).masked_scatter(image_mask, projector(features))
         out = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=batch["position_ids"], labels=batch["labels"])
@@ -237,6 +238,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--turns", type=int, default=2, help="questions per image and sequence")
     parser.add_argument("--content-steps", type=int, default=0, help="curriculum: steps that see no background patch")
     parser.add_argument("--ramp-steps", type=int, default=0, help="curriculum: steps over which the background share grows to 1")
+    parser.add_argument("--system-share", type=float, default=0.5,
+                        help="share of conversations that start with LLaVA's system line (evaluation uses it; "
+                        "without it the question is fewer tokens from the answer, which speeds up learning)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--align-images", type=int, default=64, help="images for the projector's closed-form alignment")
