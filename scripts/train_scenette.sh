@@ -23,7 +23,7 @@ PY=.venv/bin/python
 COMMON=(--seed "$SEED" --threads "$THREADS" --run-dir "$RUN_DIR")
 start=$(date +%s)
 $PY -m llava.scenette.train_vision "${COMMON[@]}" --steps 2400 --batch-size 8 --lr 2e-3 --signs 4 --warmup 100
-$PY -m llava.scenette.train_llava "${COMMON[@]}" --steps 3150 --batch-size 16 --turns 2 --lr 2e-3 --warmup 100 \
-  --content-steps 2600 --ramp-steps 400 --pool 8000 --output "$OUTPUT"
+$PY -m llava.scenette.train_llava "${COMMON[@]}" --steps 2800 --batch-size 32 --turns 2 --lr 2e-3 --warmup 100 \
+  --system-share 0.1 --content-steps 2400 --ramp-steps 300 --pool 8000 --output "$OUTPUT"
 cp "$RUN_DIR/train.log" "$OUTPUT/training_log.txt"
 echo "trained in $(( $(date +%s) - start )) s (this invocation); log: $OUTPUT/training_log.txt"
