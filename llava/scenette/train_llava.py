@@ -234,13 +234,13 @@ def train(args: argparse.Namespace) -> Path:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=2800)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--pool", type=int, default=8000, help="training scenes (encoded once, then reused with new questions)")
     parser.add_argument("--turns", type=int, default=2, help="questions per image and sequence")
-    parser.add_argument("--content-steps", type=int, default=0, help="curriculum: steps that see no background patch")
-    parser.add_argument("--ramp-steps", type=int, default=0, help="curriculum: steps over which the background share grows to 1")
-    parser.add_argument("--system-share", type=float, default=0.5,
+    parser.add_argument("--content-steps", type=int, default=2400, help="curriculum: steps that see no background patch")
+    parser.add_argument("--ramp-steps", type=int, default=300, help="curriculum: steps over which the background share grows to 1")
+    parser.add_argument("--system-share", type=float, default=0.1,
                         help="share of conversations that start with LLaVA's system line (evaluation uses it; "
                         "without it the question is fewer tokens from the answer, which speeds up learning)")
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -7,9 +7,9 @@ The objective is supervised scene parsing, ViT-style:
 * from every patch of the penultimate layer (the features LLaVA hands its projector): the colour and
   shape of the object covering it, the glyph if it covers the sign, and whether it holds an object's
   centre; so the features the language model reads describe their patch.
-Pretraining scenes carry three signs instead of the benchmark's one, for more glyphs per image.
+Pretraining scenes carry four signs instead of the benchmark's one, for more glyphs per image.
 
-    python -m llava.scenette.train_vision --steps 1000      # resumes if interrupted
+    python -m llava.scenette.train_vision      # the shipped recipe (scripts/train_scenette.sh); resumes if interrupted
 """
 from __future__ import annotations
 
@@ -169,11 +169,11 @@ def train(args: argparse.Namespace) -> Path:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--signs", type=int, default=3, help="signs per pretraining scene (the benchmark has 1)")
+    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--signs", type=int, default=4, help="signs per pretraining scene (the benchmark has 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
