@@ -19,6 +19,26 @@ import torch
 
 from ..pruning.base import VisionFeatures, VisionTokenPruner, check_token_num
 from .common import has_select, prune
+from .placeholders import shrink_image_runs
+
+
+def video_rewrite(model, counts: Callable[[torch.Tensor], tuple[int, int]]):
+    """The forward/generate rewrite that shrinks each video's placeholder run: `counts(pixel_values_videos)`
+    gives (placeholders the processor writes per video, tokens kept per video)."""
+    pad = model.config.text_config.pad_token_id
+
+    def rewrite(given):
+        videos = given.get("pixel_values_videos")
+        if videos is None or given.get("input_ids") is None:
+            return None
+        stock, kept = counts(videos)
+        shrunk = shrink_image_runs(
+            given["input_ids"], model.config.video_token_id, videos.shape[0], stock, kept,
+            given.get("attention_mask"), given.get("labels"), 0 if pad is None else pad,
+        )
+        return None if shrunk is None else vars(shrunk)
+
+    return rewrite
 
 
 def check_video_budget(video_token_num, pruner: VisionTokenPruner, host: str):

@@ -19,8 +19,7 @@ from ..patching import InstancePatch
 from ..pruning.base import VisionFeatures, VisionTokenPruner
 from . import clip, llava_next
 from .common import CLS_ATTENTION, chain, patch_forward, patch_generate
-from .frames import check_video_budget, tokens_per_video, video_tokens
-from .placeholders import shrink_image_runs
+from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
 
 HOST = "LLaVA-NeXT-Video"
 
@@ -79,18 +78,8 @@ def pooled_tokens_per_frame(config) -> int:
 
 
 def _video_rewrite(model, pruner, video_token_num):
-    pad = model.config.text_config.pad_token_id
-
-    def rewrite(given):
-        videos = given.get("pixel_values_videos")
-        if videos is None or given.get("input_ids") is None:
-            return None
+    def counts(videos):
         num_frames, per_frame = videos.shape[1], pooled_tokens_per_frame(model.config)
-        shrunk = shrink_image_runs(
-            given["input_ids"], model.config.video_token_id, videos.shape[0], num_frames * per_frame,
-            tokens_per_video(pruner, per_frame, num_frames, video_token_num),
-            given.get("attention_mask"), given.get("labels"), 0 if pad is None else pad,
-        )
-        return None if shrunk is None else vars(shrunk)
+        return num_frames * per_frame, tokens_per_video(pruner, per_frame, num_frames, video_token_num)
 
-    return rewrite
+    return video_rewrite(model, counts)

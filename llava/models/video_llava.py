@@ -17,7 +17,7 @@ from ..patching import InstancePatch
 from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
 from . import clip
 from .common import CLS_ATTENTION, chain, patch_forward, patch_generate, prune
-from .frames import check_video_budget, tokens_per_video, video_tokens
+from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
 from .placeholders import shrink_image_runs
 
 HOST = "Video-LLaVA"
@@ -96,17 +96,8 @@ def _image_rewrite(model, pruner):
 
 
 def _video_rewrite(model, pruner, video_token_num):
-    def rewrite(given):
-        videos = given.get("pixel_values_videos")
-        if videos is None or given.get("input_ids") is None:
-            return None
-        num_frames = videos.shape[1]
-        num_tokens = clip.tokens_per_image(videos, model.model.video_tower)
-        shrunk = shrink_image_runs(
-            given["input_ids"], model.config.video_token_id, videos.shape[0], num_frames * (num_tokens + 1),
-            tokens_per_video(pruner, num_tokens, num_frames, video_token_num, lead=1),
-            given.get("attention_mask"), given.get("labels"), _pad(model),
-        )
-        return None if shrunk is None else vars(shrunk)
+    def counts(videos):  # each frame leads with its [CLS] token, kept
+        num_frames, num_tokens = videos.shape[1], clip.tokens_per_image(videos, model.model.video_tower)
+        return num_frames * (num_tokens + 1), tokens_per_video(pruner, num_tokens, num_frames, video_token_num, lead=1)
 
-    return rewrite
+    return video_rewrite(model, counts)
