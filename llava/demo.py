@@ -32,10 +32,7 @@ def demo_row() -> dict:
 def load(model_path: str | None):
     if model_path is None:
         return scenette.load_default(), f"Scenette-LLaVA, the shipped checkpoint ({scenette.CHECKPOINT})"
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    model = LlavaForConditionalGeneration.from_pretrained(model_path).eval()
-    return (model, AutoProcessor.from_pretrained(model_path)), model_path
+    return llava.load_pretrained_model(model_path), model_path  # transformers-format or original LLaVA
 
 
 def run(args: argparse.Namespace) -> Path:
