@@ -24,6 +24,6 @@ COMMON=(--seed "$SEED" --threads "$THREADS" --run-dir "$RUN_DIR")
 start=$(date +%s)
 $PY -m llava.scenette.train_vision "${COMMON[@]}" --steps 2400 --batch-size 8 --lr 2e-3 --signs 4 --warmup 100
 $PY -m llava.scenette.train_llava "${COMMON[@]}" --steps 2800 --batch-size 32 --turns 2 --lr 2e-3 --warmup 100 \
-  --system-share 0.1 --content-steps 2400 --ramp-steps 300 --pool 8000 --output "$OUTPUT"
+  --system-share 0.1 --compact-share 0.5 --content-steps 2400 --ramp-steps 300 --pool 8000 --output "$OUTPUT"
 cp "$RUN_DIR/train.log" "$OUTPUT/training_log.txt"
 echo "trained in $(( $(date +%s) - start )) s (this invocation); log: $OUTPUT/training_log.txt"

@@ -116,6 +116,8 @@ def test_curriculum_leaves_background_out_at_its_own_positions_then_shows_whole_
     out_ids, out_labels, positions = expand_image(ids, labels, 9, kept, 10)
     assert out_ids == [1, 2, 9, 9, 9, 3, 4] and out_labels == [-100] * 6 + [5]
     assert positions == [0, 1, 2, 7, 9, 12, 13]  # the text after the image sits where it would with all 10
+    _, _, compacted = expand_image(ids, labels, 9, kept, 10, compact=True)
+    assert compacted == list(range(7))  # as a pruned image arrives
     shares = [background_share(step, 100, 50) for step in (0, 99, 100, 124, 149, 150, 1000)]
     assert shares[:2] == [0.0, 0.0] and 0 < shares[2] < shares[3] < shares[4] == 1.0 == shares[5] == shares[6]
     labels_map = np.full((28, 28), BACKGROUND_LABEL)
