@@ -6,8 +6,8 @@ without alignment the language model never learns to pick one patch out of 576 w
 (measured: reading stayed at chance after 300 steps, while with clean inputs it is learned in ~100).
 Instead the projector's first layer starts as a closed-form linear read-out of what each patch shows:
 a ridge regression of the frozen feature-layer outputs onto per-patch indicators (background /
-object / sign, colour, shape, colour-shape pair, glyph, object centre) and the patch's x and y, fitted on a few dozen
-training images. Its other hidden units start at zero, so the language model first sees clean
+object / sign, colour, shape, colour-shape pair, glyph, object centre) and the patch's x and y,
+fitted on a few dozen training images. Its other hidden units start at zero, so the language model first sees clean
 per-patch descriptions; everything is trained afterwards.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from ..models import clip
-from .train_vision import NO_COLOUR, NO_GLYPH, NO_SHAPE, NUM_PAIRS, batch, patch_places
+from .train_vision import NO_COLOUR, NO_GLYPH, NO_SHAPE, NUM_PAIRS, batch, patch_pairs, patch_places
 
 RIDGE = 0.1
 TARGET_SCALE = 2.0  # read-out units start at about +-2 before the projector's GELU
@@ -26,12 +26,11 @@ def attribute_targets(targets: dict[str, torch.Tensor], grid: int) -> torch.Tens
     """Per-patch regression targets in {-1, 1} (indicators) and [-1, 1] (coordinates): [B * N, K]."""
     on_object = (targets["patch_shape"] != NO_SHAPE).reshape(-1)
     on_sign = (targets["patch_glyph"] != NO_GLYPH).reshape(-1)
-    pair = targets["patch_colour"].reshape(-1).clamp(max=NO_COLOUR - 1) * NO_SHAPE + targets["patch_shape"].reshape(-1).clamp(max=NO_SHAPE - 1)
     parts = [
         F.one_hot(on_object.long() + 2 * on_sign.long(), 3),
         F.one_hot(targets["patch_colour"].reshape(-1), NO_COLOUR + 1)[:, :NO_COLOUR],
         F.one_hot(targets["patch_shape"].reshape(-1), NO_SHAPE + 1)[:, :NO_SHAPE],
-        F.one_hot(torch.where(on_object, pair, NUM_PAIRS), NUM_PAIRS + 1)[:, :NUM_PAIRS],
+        F.one_hot(patch_pairs(targets).reshape(-1), NUM_PAIRS + 1)[:, :NUM_PAIRS],
         F.one_hot(targets["patch_glyph"].reshape(-1), NO_GLYPH + 1)[:, :NO_GLYPH],
         targets["patch_centre"].reshape(-1, 1),
     ]

@@ -98,6 +98,14 @@ def patch_places(patches: int) -> torch.Tensor:
     return torch.stack([cols.reshape(-1), rows.reshape(-1)], dim=1)
 
 
+def patch_pairs(targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per patch, the colour-shape pair (colour * shapes + shape) of the object covering it, or
+    NUM_PAIRS where none does."""
+    on_object = targets["patch_shape"] != NO_SHAPE
+    pair = targets["patch_colour"].clamp(max=NO_COLOUR - 1) * NO_SHAPE + targets["patch_shape"].clamp(max=NO_SHAPE - 1)
+    return torch.where(on_object, pair, NUM_PAIRS)
+
+
 def _masked_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[mask], target[mask]) if mask.any() else logits.sum() * 0
 
@@ -124,7 +132,7 @@ class PretrainHeads(nn.Module):
         on_object = t["patch_shape"] != NO_SHAPE
         on_sign = t["patch_glyph"] != NO_GLYPH
         kind_target = on_object.long() + 2 * on_sign.long()
-        pair_target = t["patch_colour"].clamp(max=NO_COLOUR - 1) * NO_SHAPE + t["patch_shape"].clamp(max=NO_SHAPE - 1)
+        pair_target = patch_pairs(t)
         place_target = patch_places(patches.shape[1]).to(place.dtype)
         parts = {
             "cls_presence": F.binary_cross_entropy_with_logits(presence, t["presence"]),
