@@ -7,8 +7,8 @@ without alignment the language model never learns to pick one patch out of 576 w
 Instead the projector's first layer starts as a closed-form linear read-out of what each patch shows:
 a ridge regression of the frozen feature-layer outputs onto per-patch indicators (background /
 object / sign, colour, shape, colour-shape pair, glyph, object centre) and the patch's x and y,
-fitted on a few dozen training images. Its other hidden units start at zero, so the language model first sees clean
-per-patch descriptions; everything is trained afterwards.
+fitted on a few dozen training images. Its other hidden units start at zero, so the language model
+first sees clean per-patch descriptions; everything is trained afterwards.
 """
 from __future__ import annotations
 

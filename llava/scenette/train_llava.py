@@ -154,7 +154,7 @@ class ScenePool:
             rendered = [render(sample_scene(seed)) for seed in seeds[start : start + batch_size]]
             with torch.no_grad():
                 vision = clip.encode(tower, to_pixels([image for image, _ in rendered]), layer, with_cls_attention=False)
-            if self.features is None:  # halves the pool's memory; the LM trains in fp32
+            if self.features is None:  # bfloat16 halves the pool's memory; the LM trains in fp32
                 self.features = torch.empty((len(seeds), *vision.features.shape[1:]), dtype=torch.bfloat16)
                 self.content = torch.empty((len(seeds), vision.features.shape[1]), dtype=torch.bool)
             self.features[start : start + len(rendered)] = vision.features
@@ -165,7 +165,7 @@ class ScenePool:
             torch.save({"key": key, "features": self.features, "content": self.content}, tmp)
             tmp.replace(cache)
 
-    def batch(self, step: int, batch_size: int, tokenizer, turns: int, share: float, system_share: float, compact_share: float = 0.0):
+    def batch(self, step: int, batch_size: int, tokenizer, turns: int, share: float, system_share: float, compact_share: float):
         """The token batch and the kept patch features (concatenated) of one training step."""
         rows, kept_features = [], []
         for k in range(batch_size):

@@ -8,7 +8,7 @@ The objective is supervised scene parsing, ViT-style:
   shape and colour-shape pair of the object covering it, the glyph if it covers the sign, whether it
   holds an object's centre, and where the patch is; so the features the language model reads
   describe their patch (the pair makes "is there a red star" one lookup, which lifted existence
-  from chance to ~95 %; the place was meant for position questions, see README).
+  from chance to 92.5 %; the place was meant for position questions, see README).
 Pretraining scenes carry four signs instead of the benchmark's one, for more glyphs per image.
 
     python -m llava.scenette.train_vision      # the shipped recipe (scripts/train_scenette.sh); resumes if interrupted
