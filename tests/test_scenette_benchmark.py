@@ -110,6 +110,16 @@ def test_training_sequences_start_exactly_like_evaluation_prompts():
     assert answers == "".join(f" {a}</s>" for _, a in turns)
 
 
+def test_training_questions_follow_the_type_weights():
+    answers = [answer for seed in range(300) for _, answer in sample_turns(sample_scene(seed), 2)]
+    drawn = {
+        "existence": sum(a in ("yes", "no") for a in answers),
+        "colour": sum(a in COLOURS for a in answers),
+        "position": sum(a in ("left", "right", "top-left", "top-right", "bottom-left", "bottom-right") for a in answers),
+    }
+    assert drawn["position"] > 2 * drawn["colour"] and drawn["position"] > 2 * drawn["existence"], drawn
+
+
 def test_curriculum_leaves_background_out_at_its_own_positions_then_shows_whole_images():
     ids, labels = [1, 2, 9, 3, 4], [-100, -100, -100, -100, 5]
     kept = np.array([0, 5, 7])

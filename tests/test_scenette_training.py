@@ -24,7 +24,7 @@ def test_pretraining_scores_every_target_and_reaches_the_tower():
     out = tower(pixel_values=pixels, output_hidden_states=True)
     loss, metrics = heads.losses(out.pooler_output, out.hidden_states[-2][:, 1:], targets)
     assert torch.isfinite(loss)
-    assert {"patch_pair_acc", "patch_colour_acc", "patch_glyph_acc"} <= metrics.keys()
+    assert {"patch_pair_acc", "patch_colour_acc", "patch_glyph_acc", "content_place_err"} <= metrics.keys()
     loss.backward()
     assert tower.get_input_embeddings().weight.grad.abs().sum() > 0  # the patch embedding learns from it
 
@@ -32,8 +32,9 @@ def test_pretraining_scores_every_target_and_reaches_the_tower():
 def test_projector_read_out_has_a_unit_per_label_and_the_patch_place():
     _, targets = batch([5], signs=1)
     y = attribute_targets(targets, 24)
-    assert y.shape == (576, 3 + len(COLOURS) + len(SHAPES) + len(COLOURS) * len(SHAPES) + len(GLYPHS) + 1 + 2)
+    assert y.shape == (576, 3 + len(COLOURS) + len(SHAPES) + len(COLOURS) * len(SHAPES) + len(GLYPHS) + 1 + 4)
     pairs = y[:, 3 + len(COLOURS) + len(SHAPES) : 3 + len(COLOURS) + len(SHAPES) + len(COLOURS) * len(SHAPES)]
     on_object = (targets["patch_shape"] != NO_SHAPE).reshape(-1)
     assert ((pairs > 0).sum(1) == on_object.long()).all()  # one pair unit on per object patch, none elsewhere
-    assert torch.equal(y[:, -2:], patch_places(576))
+    assert torch.equal(y[:, -4:-2], patch_places(576))
+    assert torch.equal(y[:, -2:], -patch_places(576))  # mirrored, so the GELU keeps both halves of the image

@@ -7,8 +7,10 @@ without alignment the language model never learns to pick one patch out of 576 w
 Instead the projector's first layer starts as a closed-form linear read-out of what each patch shows:
 a ridge regression of the frozen feature-layer outputs onto per-patch indicators (background /
 object / sign, colour, shape, colour-shape pair, glyph, object centre) and the patch's x and y,
-fitted on a few dozen training images. Its other hidden units start at zero, so the language model
-first sees clean per-patch descriptions; everything is trained afterwards.
+each also negated (the projector's GELU passes little of a negative input, so +x alone would leave
+the left half of the image nearly blank), fitted on a few dozen training images. Its other hidden
+units start at zero, so the language model first sees clean per-patch descriptions; everything is
+trained afterwards.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ TARGET_SCALE = 2.0  # read-out units start at about +-2 before the projector's G
 
 
 def attribute_targets(targets: dict[str, torch.Tensor], grid: int) -> torch.Tensor:
-    """Per-patch regression targets in {-1, 1} (indicators) and [-1, 1] (coordinates): [B * N, K]."""
+    """Per-patch regression targets in {-1, 1} (indicators) and [-1, 1] (x, y, -x, -y): [B * N, K]."""
     on_object = (targets["patch_shape"] != NO_SHAPE).reshape(-1)
     on_sign = (targets["patch_glyph"] != NO_GLYPH).reshape(-1)
     parts = [
@@ -36,7 +38,7 @@ def attribute_targets(targets: dict[str, torch.Tensor], grid: int) -> torch.Tens
     ]
     indicators = torch.cat([p.float() for p in parts], dim=1) * 2 - 1
     position = patch_places(grid * grid).repeat(len(targets["patch_shape"]), 1)
-    return torch.cat([indicators, position], dim=1)
+    return torch.cat([indicators, position, -position], dim=1)
 
 
 @torch.no_grad()

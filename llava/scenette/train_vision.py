@@ -8,7 +8,8 @@ The objective is supervised scene parsing, ViT-style:
   shape and colour-shape pair of the object covering it, the glyph if it covers the sign, whether it
   holds an object's centre, and where the patch is; so the features the language model reads
   describe their patch (the pair makes "is there a red star" one lookup, which lifted existence
-  from chance to 92.5 %; the place was meant for position questions, see README).
+  from chance to 92.5 %) and keep its place, as a real CLIP's do (position questions need it once
+  pruning has dropped the rest of the image).
 Pretraining scenes carry four signs instead of the benchmark's one, for more glyphs per image.
 
     python -m llava.scenette.train_vision      # the shipped recipe (scripts/train_scenette.sh); resumes if interrupted
@@ -113,20 +114,22 @@ def _masked_ce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
 class PretrainHeads(nn.Module):
     """Linear read-outs used only for pretraining (not part of the shipped model).
 
-    Per patch, what covers it (background / object / sign) is one target; colour, shape and their
-    pair are scored on object patches only and the glyph on sign patches only, so the few patches
-    that matter are not drowned by the background ones; the patch's place is scored on all patches.
+    Per patch, what covers it (background / object / sign) is one target; colour, shape and pair are
+    scored on object patches only and the glyph on sign patches only, so the few patches that
+    matter are not drowned by the background ones; the patch's place is scored on all patches and
+    again on those that show something (an object's patches otherwise lost their place). The patch
+    read-outs are linear in the raw features, as the projector's first layer is: behind a LayerNorm
+    they were learned, but a linear read-out of the raw features found neither places nor pairs.
     """
 
     def __init__(self, hidden: int):
         super().__init__()
         self.cls = nn.Linear(hidden, NUM_PAIRS + COUNT_CLASSES + len(GLYPHS))
-        self.patch_norm = nn.LayerNorm(hidden)
         self.patch = nn.Linear(hidden, KINDS + NO_COLOUR + NO_SHAPE + NUM_PAIRS + NO_GLYPH + 1 + 2)
 
     def losses(self, pooled: torch.Tensor, patches: torch.Tensor, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         presence, count, glyph = self.cls(pooled).split([NUM_PAIRS, COUNT_CLASSES, len(GLYPHS)], dim=-1)
-        kind, colour, shape, pair, patch_glyph, centre, place = self.patch(self.patch_norm(patches)).split(
+        kind, colour, shape, pair, patch_glyph, centre, place = self.patch(patches).split(
             [KINDS, NO_COLOUR, NO_SHAPE, NUM_PAIRS, NO_GLYPH, 1, 2], dim=-1
         )
         on_object = t["patch_shape"] != NO_SHAPE
@@ -144,6 +147,7 @@ class PretrainHeads(nn.Module):
             "patch_pair": _masked_ce(pair, pair_target, on_object),
             "patch_glyph": _masked_ce(patch_glyph, t["patch_glyph"], on_sign),
             "patch_place": F.mse_loss(place, place_target.expand_as(place)),
+            "content_place": F.mse_loss(place[on_object | on_sign], place_target.expand_as(place)[on_object | on_sign]),
             "patch_centre": F.binary_cross_entropy_with_logits(
                 centre.squeeze(-1)[on_object], t["patch_centre"][on_object]
             ) if on_object.any() else centre.sum() * 0,
@@ -160,7 +164,7 @@ class PretrainHeads(nn.Module):
                 "patch_shape_acc": float((shape.argmax(-1) == t["patch_shape"])[on_object].float().mean()),
                 "patch_pair_acc": float((pair.argmax(-1) == pair_target)[on_object].float().mean()),
                 "patch_glyph_acc": float((patch_glyph.argmax(-1) == t["patch_glyph"])[on_sign].float().mean()),
-                "patch_place_err": float((place - place_target).abs().mean() * (patches.shape[1] ** 0.5 - 1) / 2),
+                "content_place_err": float((place - place_target).abs()[on_object | on_sign].mean() * (patches.shape[1] ** 0.5 - 1) / 2),
             }
         return loss, metrics
 
