@@ -134,6 +134,7 @@ class PretrainHeads(nn.Module):
         )
         on_object = t["patch_shape"] != NO_SHAPE
         on_sign = t["patch_glyph"] != NO_GLYPH
+        on_content = on_object | on_sign
         kind_target = on_object.long() + 2 * on_sign.long()
         pair_target = patch_pairs(t)
         place_target = patch_places(patches.shape[1]).to(place.dtype)
@@ -147,7 +148,7 @@ class PretrainHeads(nn.Module):
             "patch_pair": _masked_ce(pair, pair_target, on_object),
             "patch_glyph": _masked_ce(patch_glyph, t["patch_glyph"], on_sign),
             "patch_place": F.mse_loss(place, place_target.expand_as(place)),
-            "content_place": F.mse_loss(place[on_object | on_sign], place_target.expand_as(place)[on_object | on_sign]),
+            "content_place": F.mse_loss(place[on_content], place_target.expand_as(place)[on_content]),
             "patch_centre": F.binary_cross_entropy_with_logits(
                 centre.squeeze(-1)[on_object], t["patch_centre"][on_object]
             ) if on_object.any() else centre.sum() * 0,
@@ -159,12 +160,12 @@ class PretrainHeads(nn.Module):
                 "glyphs_exact": float(((glyph > 0) == (t["glyphs"] > 0.5)).all(-1).float().mean()),
                 "count_acc": float((count.argmax(-1) == t["count"]).float().mean()),
                 "presence_acc": float(((presence > 0) == (t["presence"] > 0.5)).float().mean()),
-                "patch_kind_acc": float((kind.argmax(-1) == kind_target)[on_object | on_sign].float().mean()),
+                "patch_kind_acc": float((kind.argmax(-1) == kind_target)[on_content].float().mean()),
                 "patch_colour_acc": float((colour.argmax(-1) == t["patch_colour"])[on_object].float().mean()),
                 "patch_shape_acc": float((shape.argmax(-1) == t["patch_shape"])[on_object].float().mean()),
                 "patch_pair_acc": float((pair.argmax(-1) == pair_target)[on_object].float().mean()),
                 "patch_glyph_acc": float((patch_glyph.argmax(-1) == t["patch_glyph"])[on_sign].float().mean()),
-                "content_place_err": float((place - place_target).abs()[on_object | on_sign].mean() * (patches.shape[1] ** 0.5 - 1) / 2),
+                "content_place_err": float((place - place_target).abs()[on_content].mean() * (patches.shape[1] ** 0.5 - 1) / 2),
             }
         return loss, metrics
 
