@@ -26,8 +26,7 @@ from .judge import add_judge_arguments
 from .plugin import MODEL_ID
 from .results import completed_results, setting_name
 
-REPO = Path(__file__).resolve().parent.parent
-TASKS = REPO / "eval" / "tasks"
+TASKS = Path(__file__).resolve().parent / "tasks"  # package data, installed with `eval`
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,13 +42,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--limit", type=float, help="evaluate only this many samples (a fraction if < 1); kept apart")
     parser.add_argument("--device", help="lmms-eval --device, e.g. cpu (default: cuda)")
-    parser.add_argument("--results", type=Path, default=REPO / "results", help="results root (default results/)")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default results/, in the current directory)")
     parser.add_argument("--conv-template", help="conversation template (default: the family's)")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="more model_args (method options, dtype, ...)")
     parser.add_argument("--tasks", help="lmms-eval tasks for a benchmark not in the list")
     parser.add_argument("--metric", action="append", default=[], metavar="TASK:METRIC", help="table value of --tasks (averaged)")
     parser.add_argument("--scale", type=float, default=100.0, help="table value = mean metric x this (--tasks; default 100)")
-    parser.add_argument("--include-path", type=Path, help=f"task folder for lmms-eval (default {TASKS.relative_to(REPO)})")
+    parser.add_argument("--include-path", type=Path, help="task folder for lmms-eval (default: the tasks shipped in eval/tasks)")
     parser.add_argument("--rerun", action="store_true", help="evaluate again although a result exists (kept)")
     parser.add_argument("--dry-run", action="store_true", help="print the exact command(s) and stop")
     add_judge_arguments(parser)
@@ -176,7 +175,7 @@ def run(args: argparse.Namespace, log=None) -> str:
         for step in steps:
             handle.write(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n{shlex.join(step)}\n")
     for step in steps:
-        if subprocess.run(step, cwd=REPO, stdout=log, stderr=subprocess.STDOUT if log else None).returncode:
+        if subprocess.run(step, stdout=log, stderr=subprocess.STDOUT if log else None).returncode:
             return "failed"
     if args.spec.server:
         print(f"{out}: submission files in {out / 'submissions'} -> {args.spec.server}; "

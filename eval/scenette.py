@@ -26,8 +26,7 @@ from pathlib import Path
 
 from .scenette_cells import CONV_TEMPLATE, GROUP, Cell, checkpoint_id, plan, settings, stored
 
-REPO = Path(__file__).resolve().parent.parent
-TASKS = REPO / "eval" / "tasks"
+TASKS = Path(__file__).resolve().parent / "tasks"  # package data, installed with `eval`
 DEFAULT_BUDGETS = (128, 64, 32, 16)
 # 40 cells run by default, ~0.047 s per question + ~0.8 s per cell on one thread of the 2-core reference
 # CPU: 40 x (6 x 40 x 0.047 + 0.8) s is about 8 minutes (measured: 476 s; README "Scenette sweep")
@@ -55,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--per-type", type=_positive_int, default=DEFAULT_PER_TYPE,
                         help=f"questions per type, the first N of each fixed set (default {DEFAULT_PER_TYPE}; "
                              f"{QUESTIONS_PER_TYPE}: all)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=REPO / "results" / "scenette", help="default results/scenette/")
+    parser.add_argument("--output", type=Path, default=Path("results/scenette"), help="default results/scenette/ (in the current directory)")
     parser.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's choice; 1 is much faster "
                         "when other jobs share the cores)")  # fmt: skip
     parser.add_argument("--batch-size", type=_positive_int, default=8)

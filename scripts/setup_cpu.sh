@@ -1,14 +1,32 @@
 #!/usr/bin/env bash
-# Create .venv and install the project for a CPU machine (torch pinned to its CPU build).
-# Safe to run again: an existing .venv is reused and only what is missing gets installed.
+# Create .venv and install the project for a CPU machine from the lock, requirements/cpu.txt: every
+# package at its exact version, checked against its hash, torch as its CPU build. lmms-eval comes in
+# without the requirements listed in requirements/lmms-eval-left-out.txt.
+# Safe to run again: an existing .venv is reused and brought to the lock's versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/python ] || python3 -m venv .venv
-# Noise filtered from pip's stderr (its exit status is kept): local index folders it skips, and the
-# resolver's list of lmms-eval's declared requirements that are left out on purpose.
-noise='is ignored: it is neither|^lmms-eval [0-9.]+ requires |dependency resolver does not currently take into account'
-pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -Ev "$noise" >&2); }
-pip_install -c constraints-cpu.txt -r requirements.txt
-pip_install --no-deps lmms-eval==0.7.3   # its declared deps would pull CUDA torch and torchvision
-pip_install --no-deps -e .
+lock=requirements/cpu.txt
+python_version=3.11  # the lock's torch CPU wheel is built for it (scripts/lock.sh)
+if [ ! -x .venv/bin/python ]; then
+    base=$(command -v "python$python_version" || command -v python3)
+    "$base" -m venv .venv
+fi
+if ! .venv/bin/python -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$python_version'.split('.'))))"; then
+    echo "error: $lock is locked for Python $python_version, but .venv has $(.venv/bin/python -V 2>&1)." >&2
+    echo "       Remove .venv and put python$python_version on PATH (a GPU machine: see requirements/gpu.txt)." >&2
+    exit 1
+fi
+# Noise filtered from pip's stderr (its exit status is kept): local index folders it skips.
+pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v 'is ignored: it is neither' >&2); }
+
+# torch's CPU build is not on PyPI: take it from PyTorch's CPU index unless pip already sees it
+# (installed, or in a wheel folder pip is configured with).
+torch_pin=$(sed -n 's/^\(torch==[^ ]*\).*/\1/p' "$lock")
+torch_index=()
+if ! .venv/bin/python -m pip install -q --dry-run --no-deps --no-index "$torch_pin" >/dev/null 2>&1; then
+    torch_index=(--extra-index-url https://download.pytorch.org/whl/cpu)
+fi
+# --no-deps: the lock is complete, and lmms-eval's declared requirements must not come in.
+pip_install --require-hashes --no-deps "${torch_index[@]}" -r "$lock"
+pip_install --no-deps --no-build-isolation -e .   # built with the lock's setuptools
 .venv/bin/python -c "import torch; assert torch.__version__.endswith('+cpu'), 'expected the CPU build of torch, got ' + torch.__version__"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train Scenette-LLaVA from scratch and write it to checkpoints/scenette-llava/ (safetensors + processor).
+# Train Scenette-LLaVA from scratch and write it to llava/scenette/scenette-llava/, the shipped model (safetensors + processor).
 #   stage 1: the vision tower (python -m llava.scenette.train_vision)
 #   stage 2: projector + language model, vision frozen (python -m llava.scenette.train_llava)
 # Resumable: run it again after an interruption and each stage continues from its last saved step
@@ -9,7 +9,7 @@
 #   bash scripts/train_scenette.sh --seed 1 --threads 2 --output /tmp/my-scenette
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEED=0 VISION_THREADS=1 LLAVA_THREADS=2 OUTPUT=checkpoints/scenette-llava RUN_DIR=runs/scenette
+SEED=0 VISION_THREADS=1 LLAVA_THREADS=2 OUTPUT=llava/scenette/scenette-llava RUN_DIR=runs/scenette
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) SEED="$2"; shift 2 ;;

@@ -10,15 +10,15 @@ import pytest
 from eval import tables
 from eval_fixtures import LLAVA_MAX_NEW_TOKENS, LLAVA_POST, TASK, write_checkpoint, write_task
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def launch(results: Path, checkpoint: Path, tasks: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(results.parent / "hf")}
     command = [sys.executable, "-m", "eval.launch", "v1_5", "smoke", "8", "0.5", "--model", str(checkpoint),
                "--tasks", TASK, "--metric", f"{TASK}:answer_length", "--scale", "1", "--include-path", str(tasks),
                "--device", "cpu", "--batch-size", "2", "--results", str(results), *extra]  # fmt: skip
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    # Run outside the checkout: eval.launch and the lmms-eval subprocess it starts find our packages
+    # installed, not in the current folder.
+    return subprocess.run(command, cwd=results.parent, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

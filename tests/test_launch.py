@@ -112,7 +112,7 @@ def test_table_runner_covers_every_cell(capsys):
 def test_finished_runs_are_kept_reruns_keep_them_and_video_runs_resume_at_the_judge(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(command, cwd, stdout, stderr):
+    def fake_run(command, stdout, stderr):  # no cwd: the subprocess runs where the user is
         calls.append(command)
         if "--output_path" in command:  # lmms-eval: write a result file as it would
             out = Path(command[command.index("--output_path") + 1]) / "model_id"

@@ -2,8 +2,9 @@
 
 Evaluation scenes and training scenes come from disjoint seed ranges. The evaluation sets are
 small JSONL files (one row per question; the image is re-rendered from `scene_seed`), written on
-first use to `data/scenette/` (git-ignored) and rebuilt whenever the generator's version changes:
-`python -m llava.scenette.data` writes them explicitly.
+first use to the user's cache folder (`DATA_DIR`: `platformdirs.user_cache_path("vispruner")/scenette`,
+e.g. ~/.cache/vispruner/scenette on Linux; never inside the installed package) and rebuilt whenever
+the generator's version changes: `python -m llava.scenette.data [--output FOLDER]` writes them explicitly.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
+
+from platformdirs import user_cache_path
 
 from .prompt import question_text
 from .questions import CATEGORIES, QUESTION_TYPES, Question, make_question, question_rng
@@ -24,7 +27,8 @@ QUESTIONS_PER_TYPE = 240  # existence: 80 per negative category, half yes and ha
 EVAL_SEED_BASE = 1 << 40  # evaluation scenes: EVAL_SEED_BASE + type index * 10**6 + i
 VALIDATION_SEED_BASE = EVAL_SEED_BASE + 10**8  # validation scenes (watched during training), same layout
 TRAIN_SEED_STRIDE = 10**9  # training scenes of run seed s: s * 10**9 + offset (< EVAL_SEED_BASE)
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / BENCHMARK
+# A cache (rebuilt from the seeds when missing or stale): per user, since an installed package may be read-only.
+DATA_DIR = user_cache_path("vispruner") / BENCHMARK
 
 
 def eval_scene_seed(qtype: str, index: int, base: int = EVAL_SEED_BASE) -> int:

@@ -7,6 +7,7 @@ vision layer with [CLS] dropped ("default"), exactly as LLaVA-1.5 reads them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -25,7 +26,8 @@ from .scene import IMAGE_SIZE
 from .tokenizer import build_tokenizer
 
 MODEL_NAME = "scenette-llava"
-CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / MODEL_NAME
+# The shipped checkpoint is package data, so it comes with every install, not only with a checkout.
+CHECKPOINT = Path(resources.files("llava.scenette") / MODEL_NAME)
 PATCH_SIZE = 14
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]

@@ -38,7 +38,7 @@ from ..models import clip
 from .align import align_projector
 from .data import validation_rows
 from .evaluate import predict, summarize
-from .model import CHECKPOINT, PATCH_SIZE, Sizes, build_processor, new_model
+from .model import PATCH_SIZE, Sizes, build_processor, new_model
 from .prompt import training_conversation
 from .questions import CATEGORIES, QUESTION_TYPES, make_question, question_rng
 from .scene import BACKGROUND_LABEL, render, sample_scene
@@ -240,7 +240,7 @@ def train(args: argparse.Namespace) -> Path:
     modules = {"projector": projector, "language_model": model.model.language_model, "lm_head": model.lm_head}
     result = run_loop("llava", args.run_dir, modules, optimizer, step, args.steps, args.lr, args.warmup, args.save_every, log, validate)
     model.eval()
-    output = args.output
+    output = args.output or args.run_dir / "model"
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     processor.save_pretrained(output)
@@ -270,8 +270,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--validate-every", type=int, default=250, help="steps between validation runs (a multiple of --save-every)")
     parser.add_argument("--validate-per-type", type=int, default=20, help="validation questions per type (0: none)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR, help="holds the stage-1 vision tower and the resumable state")
-    parser.add_argument("--output", type=Path, default=CHECKPOINT, help=f"where the trained model goes (default {CHECKPOINT})")
+    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR,
+                        help=f"holds the stage-1 vision tower and the resumable state (default {RUNS_DIR})")
+    parser.add_argument("--output", type=Path, help="where the trained model goes (default RUN_DIR/model; "
+                        "scripts/train_scenette.sh writes the shipped llava/scenette/scenette-llava)")
     return parser.parse_args(argv)
 
 

@@ -206,7 +206,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR)
+    parser.add_argument("--run-dir", type=Path, default=RUNS_DIR, help=f"the resumable state and the trained tower (default {RUNS_DIR})")
     return parser.parse_args(argv)
 
 

@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from .data import TRAIN_SEED_STRIDE
 
-RUNS_DIR = Path(__file__).resolve().parents[2] / "runs" / "scenette"
+# Training writes relative to the current directory (never into the installed package).
+RUNS_DIR = Path("runs") / "scenette"
 
 
 def train_scene_seeds(run_seed: int, stage_offset: int, step: int, batch_size: int) -> list[int]:
