@@ -7,15 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lock=requirements/cpu.txt
 python_version=3.11  # the lock's torch CPU wheel is built for it (scripts/lock.sh)
-if [ ! -x .venv/bin/python ]; then
-    base=$(command -v "python$python_version" || command -v python3)
-    "$base" -m venv .venv
+is_locked_python() { "$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$python_version'.split('.'))))"; }
+python=.venv/bin/python
+if [ ! -x "$python" ]; then
+    python=$(command -v "python$python_version" || command -v python3 || echo python3)
 fi
-if ! .venv/bin/python -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$python_version'.split('.'))))"; then
-    echo "error: $lock is locked for Python $python_version, but .venv has $(.venv/bin/python -V 2>&1)." >&2
-    echo "       Remove .venv and put python$python_version on PATH (a GPU machine: see requirements/gpu.txt)." >&2
+if ! is_locked_python "$python"; then
+    echo "error: $lock is locked for Python $python_version, but $python is $("$python" -V 2>&1)." >&2
+    echo "       Put python$python_version on PATH (and remove .venv if it holds another version);" >&2
+    echo "       on a GPU machine see docs/install.md." >&2
     exit 1
 fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
 # Noise filtered from pip's stderr (its exit status is kept): local index folders it skips.
 pip_install() { .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v 'is ignored: it is neither' >&2); }
 
