@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lock=requirements/cpu.txt
 python_version=3.11  # the lock's torch CPU wheel is built for it (scripts/lock.sh)
-is_locked_python() { "$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$python_version'.split('.'))))"; }
+is_locked_python() { [ "$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$python_version" ]; }
 python=.venv/bin/python
 if [ ! -x "$python" ]; then
     python=$(command -v "python$python_version" || command -v python3 || echo python3)
