@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from llava.bench.hardware import describe
+from efficiency.hardware import describe
 
 from . import plots
 from .pictures import pick_examples, selection_example, selection_figure

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from llava.bench.hardware import describe
+from efficiency.hardware import describe
 
 from . import measures
 from .accuracy import AccuracyLog, random_tokens

@@ -63,10 +63,10 @@ def plain_prompt(question: str) -> str:
 
 def _scenette():
     try:
-        from llava.scenette import model as scenette_model, prompt as scenette_prompt
+        from scenette import model as scenette_model, prompt as scenette_prompt
     except ImportError:
         raise ValueError(
-            "the Scenette model and benchmark (llava.scenette) are not installed in this checkout; "
+            "the Scenette model and benchmark (scenette) are not installed in this checkout; "
             "name another model/dataset (--model tiny --data drawn, or a checkpoint and a JSONL file)"
         ) from None
     return scenette_model, scenette_prompt
@@ -80,7 +80,7 @@ def _scenette_model(**_) -> Subject:
 
 
 def _tiny_model(**_) -> Subject:
-    from llava.tiny import build_tiny_llava
+    from llava.testing import build_tiny_llava
 
     model, processor = build_tiny_llava(text_layers=4)
     return Subject("tiny-random", model, processor, plain_prompt, 4,
@@ -88,7 +88,7 @@ def _tiny_model(**_) -> Subject:
 
 
 def _smoke_model(**_) -> Subject:
-    from llava.tiny import build_tiny_llava
+    from llava.testing import build_tiny_llava
 
     model, processor = build_tiny_llava(image_size=112, vision_layers=4, text_layers=4, seed=1)
     return Subject("smoke-random", model, processor, plain_prompt, 3,
@@ -128,7 +128,7 @@ def load_model(
 
 def _scenette_dataset(per_type: int | None = DEFAULT_QUESTIONS_PER_TYPE, **_) -> Dataset:
     _, scenette_prompt = _scenette()
-    from llava.scenette import data
+    from scenette import data
 
     rows = data.eval_rows()
     if per_type:

@@ -41,8 +41,8 @@ def _positive_int(text: str) -> int:
 
 def parse_args(argv=None) -> argparse.Namespace:
     import llava
-    from llava.scenette.data import QUESTIONS_PER_TYPE
-    from llava.scenette.model import CHECKPOINT
+    from scenette.data import QUESTIONS_PER_TYPE
+    from scenette.model import CHECKPOINT
 
     parser = argparse.ArgumentParser(prog="python -m eval.scenette", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -96,8 +96,8 @@ def evaluate(cell: Cell, args, manager) -> dict:
     import torch
     from lmms_eval import evaluator
 
-    from llava.bench.hardware import describe
-    from llava.scenette.questions import QUESTION_TYPES
+    from efficiency.hardware import describe
+    from scenette.questions import QUESTION_TYPES
 
     from .plugin.model import PrunedLlava
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from llava.scenette.prompt import TEMPLATE
+from scenette.prompt import TEMPLATE
 
 from .results import setting_name
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llava.scenette.questions import QUESTION_TYPES
+from scenette.questions import QUESTION_TYPES
 
 from .tables import Line, Table, render
 

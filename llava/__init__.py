@@ -5,17 +5,29 @@
 >>> model.generate(**processor(text=prompt, images=image, return_tensors="pt"))
 >>> llava.remove_pruning(model)
 """
-from .checkpoints import load_pretrained_model
-from .models import apply_pruning, remove_pruning
-from .pruning import METHODS, PruningConfig, create_pruner, list_methods
+import importlib
 
-__all__ = [
-    "METHODS",
-    "PruningConfig",
-    "apply_pruning",
-    "create_pruner",
-    "list_methods",
-    "load_pretrained_model",
-    "remove_pruning",
-]
+# Public names and the submodule holding each, imported on first use: `import llava` stays cheap
+# (no torch, no model classes) for command-line tools that only parse their arguments.
+_EXPORTS = {
+    "apply_pruning": "models",
+    "attach_pruner": "models",
+    "remove_pruning": "models",
+    "METHODS": "pruning",
+    "PruningConfig": "pruning",
+    "create_pruner": "pruning",
+    "list_methods": "pruning",
+    "load_pretrained_model": "checkpoints",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

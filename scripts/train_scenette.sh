@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Train Scenette-LLaVA from scratch and write it to llava/scenette/scenette-llava/, the shipped model (safetensors + processor).
-#   stage 1: the vision tower (python -m llava.scenette.train_vision)
-#   stage 2: projector + language model, vision frozen (python -m llava.scenette.train_llava)
+# Train Scenette-LLaVA from scratch and write it to scenette/scenette-llava/, the shipped model (safetensors + processor).
+#   stage 1: the vision tower (python -m scenette.train_vision)
+#   stage 2: projector + language model, vision frozen (python -m scenette.train_llava)
 # Resumable: run it again after an interruption and each stage continues from its last saved step
 # (state, log and the stage-1 tower live in runs/scenette/; delete that folder to start over).
 #
@@ -9,7 +9,7 @@
 #   bash scripts/train_scenette.sh --seed 1 --threads 2 --output /tmp/my-scenette
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SEED=0 VISION_THREADS=1 LLAVA_THREADS=2 OUTPUT=llava/scenette/scenette-llava RUN_DIR=runs/scenette
+SEED=0 VISION_THREADS=1 LLAVA_THREADS=2 OUTPUT=scenette/scenette-llava RUN_DIR=runs/scenette
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) SEED="$2"; shift 2 ;;
@@ -24,8 +24,8 @@ done
 PY=.venv/bin/python
 COMMON=(--seed "$SEED" --run-dir "$RUN_DIR")
 start=$(date +%s)
-$PY -m llava.scenette.train_vision "${COMMON[@]}" --threads "$VISION_THREADS" --steps 2400 --batch-size 8 --lr 2e-3 --signs 4 --warmup 100
-$PY -m llava.scenette.train_llava "${COMMON[@]}" --threads "$LLAVA_THREADS" --steps 2800 --batch-size 32 --turns 2 --lr 2e-3 --warmup 100 \
+$PY -m scenette.train_vision "${COMMON[@]}" --threads "$VISION_THREADS" --steps 2400 --batch-size 8 --lr 2e-3 --signs 4 --warmup 100
+$PY -m scenette.train_llava "${COMMON[@]}" --threads "$LLAVA_THREADS" --steps 2800 --batch-size 32 --turns 2 --lr 2e-3 --warmup 100 \
   --system-share 0.1 --compact-share 0.5 --content-steps 2400 --ramp-steps 300 --pool 8000 --output "$OUTPUT"
 cp "$RUN_DIR/train.log" "$OUTPUT/training_log.txt"
 echo "trained in $(( $(date +%s) - start )) s (this invocation); log: $OUTPUT/training_log.txt"

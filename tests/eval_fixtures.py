@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import shapes_image
-from llava.tiny import build_tiny_llava
+from support import shapes_image
+from llava.testing import build_tiny_llava
 from original_layout import llava_next_like, save_clip, save_original
 
 TASK = "vispruner_smoke"

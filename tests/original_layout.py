@@ -21,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from llava.tiny import CLIP_MEAN, CLIP_STD
+from llava.testing import CLIP_MEAN, CLIP_STD
 
 ORIGINAL_NAMES = [  # transformers prefix -> original prefix, as LLaVA's LlavaLlamaForCausalLM names them
     ("model.vision_tower.", "model.vision_tower.vision_tower.vision_model."),

@@ -10,10 +10,10 @@ from transformers import (
 )
 
 import llava
-from conftest import shapes_image
+from support import shapes_image
 from llava.conversation import get_template
 from llava.prompting import encode_batch
-from llava.tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava
+from llava.testing import CLIP_MEAN, CLIP_STD, build_tiny_llava
 from original_layout import (
     anyres_views,
     expand2square,

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from support import PACKAGES
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -174,11 +175,11 @@ def imported_top_level_modules(folder: Path) -> set[str]:
 
 
 def test_every_third_party_import_is_a_declared_requirement():
-    ours = {"llava", "eval", "analysis"} | {path.stem for path in (REPO / "tests").glob("*.py")}
+    ours = set(PACKAGES) | {path.stem for path in (REPO / "tests").glob("*.py")}
     declared = {canonicalize_name(r.name) for r in requirements(set(PROJECT["optional-dependencies"]))}
     owners = metadata.packages_distributions()
     undeclared = []
-    for folder in ["llava", "eval", "analysis", "tests"]:
+    for folder in [*PACKAGES, "examples", "tests"]:
         for module in sorted(imported_top_level_modules(REPO / folder) - ours - set(sys.stdlib_module_names)):
             # a module that is not installed (an optional GPU package) is named like its distribution
             distributions = {canonicalize_name(d) for d in owners.get(module, [module])}

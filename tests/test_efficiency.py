@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import llava
-from llava.efficiency import latency, paper
-from llava.efficiency.flops import decode_flops, flop_counter, prefill_flops
-from llava.efficiency.shapes import POPE_PROMPT, build_model, shape
+from efficiency import latency, paper
+from efficiency.flops import decode_flops, flop_counter, prefill_flops
+from efficiency.shapes import POPE_PROMPT, build_model, shape
 
 # Settings that fit the tiny shape (3 vision layers, 4 decoder layers, 64 patches per image).
 OPTIONS = {"fastv": {"layer": 2}, "pdrop": {"layers": (1, 3)}, "sparsevlm": {"layers": (0, 2), "schedule": (12, 5)}}

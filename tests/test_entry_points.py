@@ -2,8 +2,10 @@ import json
 
 from PIL import Image
 
-from llava import demo
-from llava.bench import selection
+from efficiency import selection
+from support import load_example
+
+demo = load_example("demo")
 
 
 def test_demo_prints_counts_and_saves_the_picture(tmp_path, capsys):

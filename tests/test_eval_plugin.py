@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import shapes_image
+from support import shapes_image
 from eval.plugin.task_options import TaskOptions
 from eval_fixtures import write_checkpoint, write_next_checkpoint
 

@@ -4,8 +4,8 @@ import torch
 from transformers import StaticCache
 
 import llava
-from conftest import LONG_PROMPT, PROMPT
-from llava.tiny import build_tiny_llava
+from support import LONG_PROMPT, PROMPT
+from llava.testing import build_tiny_llava
 
 N, T = 64, 16  # patch tokens per 112-px image, kept visual tokens per image
 SETTINGS = {

@@ -16,7 +16,7 @@ from llava.models.anyres import split_total
 from llava.models.llava_next import image_grid, pin_paper_resolution
 from llava.pruning import METHODS, VisionTokenPruner
 from llava.pruning.vispruner import select
-from llava.tiny_families import build_tiny_llava_next
+from llava.testing import build_tiny_llava_next
 
 PROMPTS = ["USER: <image>\nWhat? ASSISTANT:", "USER: <image>\nWhat is shown here? ASSISTANT:", "USER: <image>\nWhat? ASSISTANT:"]
 SIZES = [(70, 40), (30, 60), (50, 50)]  # (width, height): wide, tall, square

@@ -3,7 +3,7 @@ import torch
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 import llava
-from conftest import LONG_PROMPT, PROMPT
+from support import LONG_PROMPT, PROMPT
 from llava.pruning.vispruner import select
 
 T = 16  # of 64 patch tokens per 112-px image

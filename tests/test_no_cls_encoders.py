@@ -17,7 +17,7 @@ from transformers.processing_utils import ProcessorMixin
 import llava
 from llava.attention import mean_received_attention
 from llava.models import siglip
-from llava.tiny_families import build_tiny_llava_onevision, build_tiny_qwen2_vl
+from llava.testing import build_tiny_llava_onevision, build_tiny_qwen2_vl
 
 
 def test_received_attention_is_the_same_in_any_chunk_size():

@@ -9,10 +9,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support import PACKAGES
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("llava", "eval", "analysis")  # the top-level packages pyproject.toml installs
-CHECKPOINT = REPO / "llava" / "scenette" / "scenette-llava"
+CHECKPOINT = REPO / "scenette" / "scenette-llava"
+DEMO = REPO / "examples" / "demo.py"
 TASKS = REPO / "eval" / "tasks"
 
 
@@ -149,14 +150,14 @@ def escapes(source: str, depth: int, depths: dict[str, int] | None = None) -> li
         ("from pathlib import Path\nX = Path(__file__).parent / '../../data'", 1, True),
         ("from pathlib import Path\ndef f(n):\n    return Path(__file__).parents[n]", 3, True),
         ("import llava\nfrom pathlib import Path\nX = Path(llava.__file__).parent.parent", 5, True),
-        ("from llava import scenette\nfrom pathlib import Path\nX = Path(scenette.__file__).parents[1]", 0, False),
-        ("from llava import scenette\nfrom pathlib import Path\nX = Path(scenette.__file__).parents[2]", 0, True),
+        ("import scenette\nfrom pathlib import Path\nX = Path(scenette.__file__).parents[1]", 0, False),
+        ("import scenette\nfrom pathlib import Path\nX = Path(scenette.__file__).parents[2]", 0, True),
         ("from pathlib import Path\nX = Path(__file__).parent.joinpath('..', 'data')", 0, True),
         ("from pathlib import Path\nX = Path('data').parent.parent", 0, False),
     ],
 )
 def test_the_escape_rule(source, depth, leaves):
-    assert bool(escapes(source, depth, {"llava": 0, "llava.scenette": 1})) == leaves
+    assert bool(escapes(source, depth, {"llava": 0, "scenette": 1})) == leaves
 
 
 def test_no_library_code_reaches_outside_its_package():
@@ -174,7 +175,7 @@ def test_no_library_code_reaches_outside_its_package():
 def test_default_outputs_go_to_the_current_folder_or_the_user_cache():
     """Never into the package: installed, it may be read-only, and an upgrade replaces it."""
     from eval import launch, scenette as sweep
-    from llava.scenette import data, train_llava, train_vision
+    from scenette import data, train_llava, train_vision
 
     assert not data.DATA_DIR.resolve().is_relative_to(REPO)
     assert train_vision.parse_args([]).run_dir == Path("runs/scenette")
@@ -214,9 +215,9 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_checkpoint_and_the_task_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    checkpoint = {f"llava/scenette/scenette-llava/{p.name}" for p in CHECKPOINT.iterdir() if p.is_file()}
-    assert {"llava/scenette/scenette-llava/config.json", "llava/scenette/scenette-llava/model.safetensors",
-            "llava/scenette/scenette-llava/tokenizer.json", "llava/scenette/scenette-llava/training_log.txt"} <= checkpoint  # fmt: skip
+    checkpoint = {f"scenette/scenette-llava/{p.name}" for p in CHECKPOINT.iterdir() if p.is_file()}
+    assert {"scenette/scenette-llava/config.json", "scenette/scenette-llava/model.safetensors",
+            "scenette/scenette-llava/tokenizer.json", "scenette/scenette-llava/training_log.txt"} <= checkpoint  # fmt: skip
     assert checkpoint <= names, sorted(checkpoint - names)
     tasks = {p.relative_to(REPO).as_posix() for p in TASKS.rglob("*") if p.name.endswith(("yaml", ".py"))}
     assert "eval/tasks/scenette/scenette.yaml" in tasks
@@ -226,18 +227,19 @@ def test_wheel_holds_the_checkpoint_and_the_task_files(wheel):
 # Run where the checkout is not: the installed copy must be the one imported, and the demo must find
 # the checkpoint inside it. PYTHONPATH comes before the editable install's finder (which
 # site-packages appends to sys.meta_path, after the path-based one), so the copy wins; asserted.
-DEMO = """
+CHECK_AND_RUN_DEMO = """
+import runpy
 import sys
 from pathlib import Path
 
 import llava
-from llava.demo import main
-from llava.scenette.model import CHECKPOINT
+from scenette.model import CHECKPOINT
 
 site = Path(sys.argv[1]).resolve()
 assert Path(llava.__file__).resolve().is_relative_to(site), f"imported {llava.__file__}, not the installed copy"
 assert CHECKPOINT.resolve().is_relative_to(site), CHECKPOINT
-main(["--output", "demo.png"])
+sys.argv = [sys.argv[2], "--output", "demo.png"]
+runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
@@ -247,6 +249,6 @@ def test_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path):
     run([sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q",
          "--target", str(site), str(wheel)])  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1"}
-    done = run([sys.executable, "-c", DEMO, str(site)], cwd=work, env=env)
-    assert f"shipped checkpoint ({site.resolve() / 'llava' / 'scenette' / 'scenette-llava'})" in done.stdout, done.stdout
+    done = run([sys.executable, "-c", CHECK_AND_RUN_DEMO, str(site), str(DEMO)], cwd=work, env=env)
+    assert f"shipped checkpoint ({site.resolve() / 'scenette' / 'scenette-llava'})" in done.stdout, done.stdout
     assert "answer" in done.stdout and (work / "demo.png").is_file(), done.stdout

@@ -5,7 +5,7 @@ from tokenizers import processors
 
 from llava.conversation import get_template
 from llava.prompting import encode_batch, tokenize_like_llava
-from llava.tiny import build_tokenizer
+from llava.testing import build_tokenizer
 
 VICUNA = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -99,7 +99,7 @@ def test_videos_are_expanded_by_the_processor_and_reach_a_video_model():
                               VideoLlavaForConditionalGeneration, VideoLlavaProcessor)  # fmt: skip
     from transformers.image_processing_utils import BatchFeature
 
-    from llava.tiny import CLIP_MEAN, CLIP_STD
+    from llava.testing import CLIP_MEAN, CLIP_STD
 
     tok = build_tokenizer()
     tok.add_tokens([AddedToken("<video>", special=True, normalized=False)], special_tokens=True)

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from llava.scenette import data, prompt
-from llava.scenette.glyphs import GLYPHS
-from llava.scenette.model import build_processor
-from llava.scenette.questions import CATEGORIES, QUESTION_TYPES, all_question_texts, answer_vocabulary
-from llava.scenette.scene import BACKGROUND_LABEL, COLOURS, SHAPES, IMAGE_SIZE, MAX_OBJECTS, SIGN_LABEL, render, sample_scene
-from llava.scenette.tokenizer import corpus
-from llava.scenette.train_llava import background_share, content_patches, encode, expand_image, sample_turns
+from scenette import data, prompt
+from scenette.glyphs import GLYPHS
+from scenette.model import build_processor
+from scenette.questions import CATEGORIES, QUESTION_TYPES, all_question_texts, answer_vocabulary
+from scenette.scene import BACKGROUND_LABEL, COLOURS, SHAPES, IMAGE_SIZE, MAX_OBJECTS, SIGN_LABEL, render, sample_scene
+from scenette.tokenizer import corpus
+from scenette.train_llava import background_share, content_patches, encode, expand_image, sample_turns
 
 # Fingerprints of the fixed evaluation sets (questions, answers, scene seeds). A change means the
 # benchmark changed: bump data.GENERATOR_VERSION, re-measure every reported number, update these.

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import llava
-from llava import scenette
-from llava.scenette.evaluate import evaluate
+import scenette
+from scenette.evaluate import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "eval" / "tasks"

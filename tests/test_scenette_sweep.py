@@ -11,10 +11,10 @@ pytest.importorskip("lmms_eval")
 import llava  # noqa: E402
 from eval import scenette  # noqa: E402
 from eval.scenette_cells import fit  # noqa: E402
-from llava.scenette import data  # noqa: E402
-from llava.scenette.evaluate import predict  # noqa: E402
-from llava.scenette.model import build_processor, new_model  # noqa: E402
-from llava.scenette.prompt import conversation, question_text  # noqa: E402
+from scenette import data  # noqa: E402
+from scenette.evaluate import predict  # noqa: E402
+from scenette.model import build_processor, new_model  # noqa: E402
+from scenette.prompt import conversation, question_text  # noqa: E402
 
 TYPES = ["Existence", "Colour", "Shape", "Count", "Position", "Reading"]
 
@@ -132,7 +132,7 @@ def test_in_llm_methods_get_their_default_layers_at_this_models_relative_depth(p
 
 def test_plugin_prompts_match_the_direct_evaluation(processor, tmp_path):
     """Random weights answer differently to any other prompt or image: the sweep's answers (lmms-eval,
-    plugin, Scenette's conversation template) equal llava.scenette.evaluate's on the same questions. Random [CLS]
+    plugin, Scenette's conversation template) equal scenette.evaluate's on the same questions. Random [CLS]
     attention is nearly flat (ties within rounding), so the vision tower's queries and keys are scaled
     up to give VisPruner a clear ranking; one question per batch for the same reason."""
     model = new_model(processor.tokenizer, seed=3)

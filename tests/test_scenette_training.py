@@ -2,11 +2,11 @@
 import torch
 from transformers import CLIPVisionModel
 
-from llava.scenette.align import attribute_targets
-from llava.scenette.glyphs import GLYPHS
-from llava.scenette.model import Sizes, vision_config
-from llava.scenette.scene import COLOURS, SHAPES
-from llava.scenette.train_vision import NO_SHAPE, PretrainHeads, batch, patch_places
+from scenette.align import attribute_targets
+from scenette.glyphs import GLYPHS
+from scenette.model import Sizes, vision_config
+from scenette.scene import COLOURS, SHAPES
+from scenette.train_vision import NO_SHAPE, PretrainHeads, batch, patch_places
 
 
 def test_patch_places_are_column_then_row_in_raster_order():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from llava.video import frames_to_pixel_values, read_frames, sample_indices
-from llava.tiny import CLIP_MEAN, CLIP_STD
+from llava.testing import CLIP_MEAN, CLIP_STD
 
 av = pytest.importorskip("av")
 STEP = 6  # grey level step between consecutive frames

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from family_helpers import assert_unpruned_is_stock, random_image, real_rows, stock_and_pruned, subsequence_positions
 
 import llava
-from llava.tiny_families import build_tiny_llava_next_video, build_tiny_video_llava
+from llava.testing import build_tiny_llava_next_video, build_tiny_video_llava
 from llava.video import frames_to_pixel_values
 
 FRAMES = 8
@@ -128,7 +128,7 @@ def test_llava_next_video_images_and_videos_in_one_batch(next_video):
     model, frame_processor, tokenizer = next_video
     from transformers import LlavaNextImageProcessorPil, LlavaNextProcessor
 
-    from llava.tiny import CLIP_MEAN, CLIP_STD
+    from llava.testing import CLIP_MEAN, CLIP_STD
 
     image_processor = LlavaNextImageProcessorPil(
         size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},

@@ -4,7 +4,7 @@ import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig
 
 import llava
-from conftest import LONG_PROMPT, PROMPT
+from support import LONG_PROMPT, PROMPT
 from llava.pruning.base import check_signals
 from llava.pruning.fastervlm import FasterVLM
 

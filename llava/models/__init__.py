@@ -9,32 +9,24 @@ geometry), `frames.py` (video budgets), encoders `clip.py`, `siglip.py`, `qwen_v
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 from typing import Callable
-
-from transformers import (
-    LlavaForConditionalGeneration,
-    LlavaNextForConditionalGeneration,
-    LlavaNextVideoForConditionalGeneration,
-    LlavaOnevisionForConditionalGeneration,
-    Qwen2_5_VLForConditionalGeneration,
-    Qwen2VLForConditionalGeneration,
-    VideoLlavaForConditionalGeneration,
-)
 
 from ..patching import InstancePatch
 from ..pruning import METHODS, create_pruner
 from ..pruning.base import TokenPruner
-from . import llava, llava_next, llava_next_video, llava_onevision, qwen2_vl, video_llava
 
-HOSTS: dict[type, Callable] = {
-    LlavaForConditionalGeneration: llava.attach,
-    LlavaNextForConditionalGeneration: llava_next.attach,
-    LlavaNextVideoForConditionalGeneration: llava_next_video.attach,
-    LlavaOnevisionForConditionalGeneration: llava_onevision.attach,
-    Qwen2VLForConditionalGeneration: qwen2_vl.attach,
-    Qwen2_5_VLForConditionalGeneration: qwen2_vl.attach,
-    VideoLlavaForConditionalGeneration: video_llava.attach,
+# Model class (by its transformers module and name, so nothing is imported until a model is
+# pruned) -> the module of this package that wires pruning into it.
+HOSTS: dict[str, str] = {
+    "transformers.models.llava.modeling_llava.LlavaForConditionalGeneration": "llava",
+    "transformers.models.llava_next.modeling_llava_next.LlavaNextForConditionalGeneration": "llava_next",
+    "transformers.models.llava_next_video.modeling_llava_next_video.LlavaNextVideoForConditionalGeneration": "llava_next_video",
+    "transformers.models.llava_onevision.modeling_llava_onevision.LlavaOnevisionForConditionalGeneration": "llava_onevision",
+    "transformers.models.qwen2_vl.modeling_qwen2_vl.Qwen2VLForConditionalGeneration": "qwen2_vl",
+    "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl.Qwen2_5_VLForConditionalGeneration": "qwen2_vl",
+    "transformers.models.video_llava.modeling_video_llava.VideoLlavaForConditionalGeneration": "video_llava",
 }
 
 _PATCH_ATTR = "_pruning_patch"
@@ -81,9 +73,10 @@ def remove_pruning(model):
 
 def _host(model) -> Callable:
     for cls in type(model).__mro__:
-        if cls in HOSTS:
-            return HOSTS[cls]
-    supported = ", ".join(sorted(cls.__name__ for cls in HOSTS))
+        module = HOSTS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if module is not None:
+            return importlib.import_module(f".{module}", __name__).attach
+    supported = ", ".join(sorted(name.rsplit(".", 1)[1] for name in HOSTS))
     raise ValueError(f"pruning does not support {type(model).__name__}; supported model classes: {supported}")
 
 

@@ -3,7 +3,7 @@
 # wall clock, all CPU threads torch uses by default. A timing taken on a busy machine is not honest, so
 # this refuses to start while the 1-minute load average is above MAX_LOAD (default 1.5); the load
 # before and after is recorded in the JSON.
-# Usage: cpu.sh [OUTPUT_JSON] [--max-load L] [extra llava.efficiency.latency options]
+# Usage: cpu.sh [OUTPUT_JSON] [--max-load L] [extra efficiency.latency options]
 #        (default results/efficiency/cpu-small.json; about 7 minutes with one thread on an idle core)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -18,5 +18,5 @@ if awk -v l="$load" -v m="$max_load" 'BEGIN { exit !(l > m) }'; then
   echo "        Wait until it is idle (see uptime), or pass --max-load to override knowingly." >&2
   exit 1
 fi
-exec nice "$python" -m llava.efficiency.latency --shape cpu-small --device cpu --dtype float32 \
+exec nice "$python" -m efficiency.latency --shape cpu-small --device cpu --dtype float32 \
   --tokens 128 64 32 --batch 1 8 32 --repeats 3 --warmup 1 --decode-tokens 8 --output "$output" "$@"

@@ -12,10 +12,10 @@ mkdir -p "$out"
   echo "# FLOPs"; echo
   echo "Command: \`bash scripts/efficiency/flops.sh\` (pure arithmetic from the model configs; no hardware involved)."; echo
   echo "## The paper's accounting"; echo
-  "$python" -m llava.efficiency.flops paper
+  "$python" -m efficiency.flops paper
   for shape in llava-1.5-7b llava-next-7b; do
     echo; echo "## Exact accounting, $shape (per prompt: POPE-shaped, 64 text tokens; T per image/crop)"; echo
-    "$python" -m llava.efficiency.flops exact --shape "$shape" --methods none vispruner fastv visionzip random \
+    "$python" -m efficiency.flops exact --shape "$shape" --methods none vispruner fastv visionzip random \
       --json "$out/flops-$shape.json" | grep -v '^wrote '
   done
 } > "$out/flops.md"

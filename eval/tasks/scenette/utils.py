@@ -1,9 +1,9 @@
-"""lmms-eval hooks for the Scenette tasks: the rows come from `llava.scenette.data`, the images are
-rendered from each row's scene seed, and answers are scored by `llava.scenette.prompt.score_answer`
+"""lmms-eval hooks for the Scenette tasks: the rows come from `scenette.data`, the images are
+rendered from each row's scene seed, and answers are scored by `scenette.prompt.score_answer`
 (the same function the direct evaluation uses)."""
-from llava.scenette.data import doc_image, eval_file
-from llava.scenette.prompt import question_text, score_answer
-from llava.scenette.questions import QUESTION_TYPES
+from scenette.data import doc_image, eval_file
+from scenette.prompt import question_text, score_answer
+from scenette.questions import QUESTION_TYPES
 
 
 def doc_to_visual(doc):

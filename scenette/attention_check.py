@@ -3,7 +3,7 @@
 VisPruner ranks patches by the [CLS] -> patch attention of the feature layer; on Scenette that is
 only a meaningful signal if [CLS] looks at the shapes and the sign rather than the background.
 
-    python -m llava.scenette.attention_check            # shipped model, 96 evaluation images
+    python -m scenette.attention_check            # shipped model, 96 evaluation images
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 import torch
 
-from ..models import clip
+from llava.models import clip
 from .data import eval_rows
 from .scene import BACKGROUND_LABEL, render, sample_scene
 

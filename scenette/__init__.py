@@ -1,7 +1,7 @@
 """Scenette: a procedurally generated VQA benchmark and Scenette-LLaVA, a small LLaVA-1.5-architecture
 model trained on it here, so the whole pruning pipeline runs offline on a CPU with meaningful numbers.
 
->>> from llava import scenette
+>>> import scenette
 >>> model, processor = scenette.load_default()              # the shipped checkpoint
 >>> rows = scenette.eval_rows("reading")                    # a fixed evaluation set
 >>> scenette.evaluate(model, processor, rows)["accuracy"]   # {"reading": ...}
@@ -9,7 +9,7 @@ model trained on it here, so the whole pruning pipeline runs offline on a CPU wi
 import importlib
 
 # Public names and the submodule holding each; imported on first use, so `python -m
-# llava.scenette.<module>` does not import its own module twice.
+# scenette.<module>` does not import its own module twice.
 _EXPORTS = {
     "CHECKPOINT": "model",
     "MODEL_NAME": "model",

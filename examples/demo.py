@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import llava
-from llava import scenette
+import scenette
 from llava.pruning import create_pruner
 from llava.models import clip
 from llava.pruning.vispruner import attention_order, select, split_budget

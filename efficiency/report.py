@@ -1,4 +1,4 @@
-"""Tables, targets and a plot from a latency results file (`llava.efficiency.latency`)."""
+"""Tables, targets and a plot from a latency results file (`efficiency.latency`)."""
 from __future__ import annotations
 
 from pathlib import Path

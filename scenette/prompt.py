@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ..conversation import get_template
+from llava.conversation import get_template
 
 ANSWER_INSTRUCTION = "Answer with one word."
 TEMPLATE = get_template("vicuna_v1")

@@ -13,7 +13,7 @@ notes, section 4):
 * storage: the visual tokens' KV cache, 2 (K and V) x 32 layers x 4096 channels x 2 bytes = 0.5 MiB
   per token (the paper writes MB).
 
-`exact` in `llava.efficiency.flops` is the accounting of what our code runs; this module is the
+`exact` in `efficiency.flops` is the accounting of what our code runs; this module is the
 paper's, for reproducing its numbers.
 """
 from __future__ import annotations

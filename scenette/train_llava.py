@@ -21,7 +21,7 @@ ids, as any pre-LLM pruning method hands them over; trained only on full-image i
 on shortened sequences in ways that depended on their length (measured: VisPruner at 128 tokens
 answered no shape question right, at 64 tokens 95 %), which says nothing about the methods.
 
-    python -m llava.scenette.train_llava --steps 2800 --content-steps 2400 --ramp-steps 300   # resumes if interrupted
+    python -m scenette.train_llava --steps 2800 --content-steps 2400 --ramp-steps 300   # resumes if interrupted
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 from transformers import CLIPVisionModel
 
-from ..models import clip
+from llava.models import clip
 from .align import align_projector
 from .data import validation_rows
 from .evaluate import predict, summarize
@@ -194,7 +194,7 @@ def train(args: argparse.Namespace) -> Path:
     model = new_model(tokenizer, sizes, seed=args.seed)
     vision_dir = args.run_dir / "vision_tower"
     if not (vision_dir / "config.json").is_file():
-        raise FileNotFoundError(f"no pretrained vision tower at {vision_dir}; run `python -m llava.scenette.train_vision` first")
+        raise FileNotFoundError(f"no pretrained vision tower at {vision_dir}; run `python -m scenette.train_vision` first")
     model.model.vision_tower.load_state_dict(CLIPVisionModel.from_pretrained(vision_dir).state_dict())
     tower = model.model.vision_tower.eval().requires_grad_(False)
     if not (args.run_dir / "llava-state.pt").is_file():
@@ -273,7 +273,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--run-dir", type=Path, default=RUNS_DIR,
                         help=f"holds the stage-1 vision tower and the resumable state (default {RUNS_DIR})")
     parser.add_argument("--output", type=Path, help="where the trained model goes (default RUN_DIR/model; "
-                        "scripts/train_scenette.sh writes the shipped llava/scenette/scenette-llava)")
+                        "scripts/train_scenette.sh writes the shipped scenette/scenette-llava)")
     return parser.parse_args(argv)
 
 

@@ -1,8 +1,8 @@
 """Time VisPruner's scoring and selection against the vision tower that feeds it.
 
-    python -m llava.bench.selection                 # LLaVA-1.5 shapes: CLIP ViT-L/14-336, N=576, C=1024
-    python -m llava.bench.selection --device cuda --dtype float16 --batch 1 8
-    python -m llava.bench.selection --compile --threads 1   # also `compiled_select` (torch.compile)
+    python -m efficiency.selection                 # LLaVA-1.5 shapes: CLIP ViT-L/14-336, N=576, C=1024
+    python -m efficiency.selection --device cuda --dtype float16 --batch 1 8
+    python -m efficiency.selection --compile --threads 1   # also `compiled_select` (torch.compile)
 
 Random weights (speed does not depend on them). Reported per batch, medians over --repeats runs:
 the stock tower forward (all layers, SDPA), the pruning path's tower forward (up to the feature
@@ -20,7 +20,7 @@ import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from llava.attention import row_softmax
-from llava.bench.hardware import describe
+from efficiency.hardware import describe
 from llava.models import clip
 from llava.pruning.vispruner import compiled_select, select
 

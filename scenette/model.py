@@ -27,7 +27,7 @@ from .tokenizer import build_tokenizer
 
 MODEL_NAME = "scenette-llava"
 # The shipped checkpoint is package data, so it comes with every install, not only with a checkout.
-CHECKPOINT = Path(resources.files("llava.scenette") / MODEL_NAME)
+CHECKPOINT = Path(resources.files("scenette") / MODEL_NAME)
 PATCH_SIZE = 14
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]

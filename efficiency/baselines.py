@@ -1,7 +1,7 @@
 """Time every baseline where it does its work, at LLaVA-1.5 shapes with random weights.
 
-    python -m llava.bench.baselines --output results/bench/baselines-cpu.json
-    python -m llava.bench.baselines --device cuda --dtype float16
+    python -m efficiency.baselines --output results/bench/baselines-cpu.json
+    python -m efficiency.baselines --device cuda --dtype float16
 
 Two tables, medians over --repeats runs at batch 1:
 * image encoding (`get_image_features`: CLIP ViT-L/14-336 to the feature layer, the method's signals
@@ -24,8 +24,8 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 import llava
-from llava.bench.hardware import describe
-from llava.bench.selection import SHAPES, timer
+from efficiency.hardware import describe
+from efficiency.selection import SHAPES, timer
 from llava.models.decoder import IMAGE_INDEX_KWARG
 from llava.pruning.sparsevlm import SCHEDULES
 

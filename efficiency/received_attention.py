@@ -1,6 +1,6 @@
 """Time the importance signal of encoders without [CLS] against the tower that produces it.
 
-    python -m llava.bench.received_attention --output results/bench/received-attention-cpu.json
+    python -m efficiency.received_attention --output results/bench/received-attention-cpu.json
 
 Real-sized towers with random weights (speed does not depend on them): LLaVA-OneVision's SigLIP
 so400m/14-384 (729 tokens per crop) and Qwen2-VL-7B's vision tower (a 448 x 448 image: 1024
@@ -20,8 +20,8 @@ from transformers import Qwen2VLConfig, SiglipVisionConfig, SiglipVisionModel
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
 
 from llava.attention import capture_projections, mean_received_attention, split_heads
-from llava.bench.hardware import describe
-from llava.bench.selection import timer
+from efficiency.hardware import describe
+from efficiency.selection import timer
 from llava.models import qwen_vision, siglip
 
 SIGLIP_SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,

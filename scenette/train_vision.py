@@ -12,7 +12,7 @@ The objective is supervised scene parsing, ViT-style:
   pruning has dropped the rest of the image).
 Pretraining scenes carry four signs instead of the benchmark's one, for more glyphs per image.
 
-    python -m llava.scenette.train_vision      # the shipped recipe (scripts/train_scenette.sh); resumes if interrupted
+    python -m scenette.train_vision      # the shipped recipe (scripts/train_scenette.sh); resumes if interrupted
 """
 from __future__ import annotations
 

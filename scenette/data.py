@@ -4,7 +4,7 @@ Evaluation scenes and training scenes come from disjoint seed ranges. The evalua
 small JSONL files (one row per question; the image is re-rendered from `scene_seed`), written on
 first use to the user's cache folder (`DATA_DIR`: `platformdirs.user_cache_path("vispruner")/scenette`,
 e.g. ~/.cache/vispruner/scenette on Linux; never inside the installed package) and rebuilt whenever
-the generator's version changes: `python -m llava.scenette.data [--output FOLDER]` writes them explicitly.
+the generator's version changes: `python -m scenette.data [--output FOLDER]` writes them explicitly.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..models import clip
+from llava.models import clip
 from .train_vision import NO_COLOUR, NO_GLYPH, NO_SHAPE, NUM_PAIRS, batch, patch_pairs, patch_places
 
 RIDGE = 0.1

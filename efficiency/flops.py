@@ -1,8 +1,8 @@
 """FLOPs of a LLaVA prefill, exactly as this package runs it, for any model config, method and budget.
 
-    python -m llava.efficiency.flops paper                                   # the paper's table, reproduced
-    python -m llava.efficiency.flops exact --shape llava-1.5-7b --tokens 128 64 32
-    python -m llava.efficiency.flops exact --config config.json --methods none vispruner fastv --json out.json
+    python -m efficiency.flops paper                                   # the paper's table, reproduced
+    python -m efficiency.flops exact --shape llava-1.5-7b --tokens 128 64 32
+    python -m efficiency.flops exact --config config.json --methods none vispruner fastv --json out.json
 
 Counted: every matrix multiply the prefill runs (2 FLOPs per multiply-add), the way
 `torch.utils.flop_counter.FlopCounterMode` counts them: the patch embedding, the vision layers that
@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..models import clip
-from ..pruning import create_pruner
-from ..pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner
+from llava.models import clip
+from llava.pruning import create_pruner
+from llava.pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner
 from . import paper
 from .shapes import POPE_PROMPT, SHAPES, PromptLayout, shape
 

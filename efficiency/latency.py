@@ -1,9 +1,9 @@
 """Latency, memory and throughput of pruned LLaVA prefill and decoding, with random weights of a real shape.
 
-    python -m llava.efficiency.latency --shape cpu-small --output results/efficiency/cpu-small.json
-    python -m llava.efficiency.latency --shape llava-1.5-7b --device cuda --output results/efficiency/llava-1.5-7b-h100.json
-    python -m llava.efficiency.latency --smoke --output /tmp/smoke.json          # seconds, tiny model
-    python -m llava.efficiency.latency --report results/efficiency/cpu-small.json   # re-render table and plot
+    python -m efficiency.latency --shape cpu-small --output results/efficiency/cpu-small.json
+    python -m efficiency.latency --shape llava-1.5-7b --device cuda --output results/efficiency/llava-1.5-7b-h100.json
+    python -m efficiency.latency --smoke --output /tmp/smoke.json          # seconds, tiny model
+    python -m efficiency.latency --report results/efficiency/cpu-small.json   # re-render table and plot
 
 For each method (none, the oracle, vispruner, fastv, visionzip, random) and budget T (visual tokens
 per image, or per crop for LLaVA-NeXT) it measures, on one prompt of the POPE shape (image + about
@@ -35,10 +35,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from tqdm import tqdm
 
-from ..bench.hardware import describe
-from ..models import attach_pruner, clip, remove_pruning
-from ..pruning import create_pruner, list_methods
-from ..pruning.base import VisionFeatures, VisionTokenPruner
+from .hardware import describe
+from llava.models import attach_pruner, clip, remove_pruning
+from llava.pruning import create_pruner, list_methods
+from llava.pruning.base import VisionFeatures, VisionTokenPruner
 from . import report
 from .flops import prefill_flops
 from .shapes import POPE_PROMPT, SHAPES, PromptLayout, Shape, build_model, shape
