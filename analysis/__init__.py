@@ -8,7 +8,28 @@ the tokens VisPruner, FastV and random selection keep, for any LLaVA-style model
 
 `python -m analysis` regenerates every figure in `figures/`.
 """
-from .study import Settings, Study, open_study
-from .subjects import DEFAULT_DATASET, DEFAULT_MODEL, load_dataset, load_model
 
-__all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "Settings", "Study", "load_dataset", "load_model", "open_study"]
+import importlib
+
+# Public names and the submodule holding each, imported on first use: `python -m analysis --help` and
+# `python -m analysis.notebooks --help` then answer without importing torch or the model classes.
+_EXPORTS = {
+    "DEFAULT_DATASET": "defaults",
+    "DEFAULT_MODEL": "defaults",
+    "Settings": "study",
+    "Study": "study",
+    "load_dataset": "subjects",
+    "load_model": "subjects",
+    "open_study": "study",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

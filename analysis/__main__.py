@@ -8,6 +8,7 @@
 
 Intermediate results are cached under --results (resumable); figures are written as PNG and PDF.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,35 +17,65 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from efficiency.hardware import describe
+from .defaults import (
+    DEFAULT_BUDGET,
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    DEFAULT_QUESTIONS_PER_TYPE,
+    RESULTS,
+    SMOKE_QUESTIONS,
+)
 
-from . import plots
-from .pictures import pick_examples, selection_example, selection_figure
-from .study import DEFAULT_BUDGET, RESULTS, SMOKE_QUESTIONS, Settings, Study, open_study
-from .subjects import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_QUESTIONS_PER_TYPE
+# The study, the figures and the hardware record import torch and the model classes: they are imported
+# when a run starts, so that `--help` and argument errors answer at once.
+if TYPE_CHECKING:
+    from .study import Study
 
 PARTS = ("shift", "dispersion", "pictures")
 FIGURES = Path("figures")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("parts", nargs="*", metavar="PART", help=f"which figures: {', '.join(PARTS)} (default: all)")
     what = parser.add_argument_group("model and questions")
-    what.add_argument("--model", default=DEFAULT_MODEL, help=f"scenette, tiny, smoke or a checkpoint folder / Hub id (default {DEFAULT_MODEL})")
-    what.add_argument("--data", default=DEFAULT_DATASET, help=f"scenette, drawn or a JSONL file (default {DEFAULT_DATASET})")
-    what.add_argument("--image-folder", help="folder the JSONL's image paths are relative to (default: the file's folder)")
-    what.add_argument("--per-type", type=int, default=DEFAULT_QUESTIONS_PER_TYPE, help="Scenette: questions per type (0: all)")
+    what.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"scenette, tiny, smoke or a checkpoint folder / Hub id (default {DEFAULT_MODEL})",
+    )
+    what.add_argument(
+        "--data", default=DEFAULT_DATASET, help=f"scenette, drawn or a JSONL file (default {DEFAULT_DATASET})"
+    )
+    what.add_argument(
+        "--image-folder", help="folder the JSONL's image paths are relative to (default: the file's folder)"
+    )
+    what.add_argument(
+        "--per-type", type=int, default=DEFAULT_QUESTIONS_PER_TYPE, help="Scenette: questions per type (0: all)"
+    )
     what.add_argument("--limit", type=int, help="only the first N questions")
-    what.add_argument("--template", default="vicuna_v1", help="conversation template for checkpoints (default vicuna_v1)")
+    what.add_argument(
+        "--template", default="vicuna_v1", help="conversation template for checkpoints (default vicuna_v1)"
+    )
     what.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the model's)")
     what.add_argument("--device", help="e.g. cuda:0 (default: cpu)")
     what.add_argument("--dtype", help="e.g. float16 for checkpoints on a GPU")
-    what.add_argument("--smoke", action="store_true", help=f"a random-weight model on {SMOKE_QUESTIONS} drawn questions, to check the pipeline")
+    what.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"a random-weight model on {SMOKE_QUESTIONS} drawn questions, to check the pipeline",
+    )
     how = parser.add_argument_group("analysis settings")
-    how.add_argument("--layer", type=int, default=1, help="LM layer whose last-token attention Fig. 2(a)/3 read (default 1)")
-    how.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help=f"tokens selected/kept (default {DEFAULT_BUDGET})")
+    how.add_argument(
+        "--layer", type=int, default=1, help="LM layer whose last-token attention Fig. 2(a)/3 read (default 1)"
+    )
+    how.add_argument(
+        "--budget", type=int, default=DEFAULT_BUDGET, help=f"tokens selected/kept (default {DEFAULT_BUDGET})"
+    )
     how.add_argument("--quartile-layers", type=int, nargs="+", help="Fig. 2(c)'s layers (default: every layer)")
     how.add_argument("--prune-layer", type=int, default=0, help="layer from which Fig. 3's pruning applies (default 0)")
     how.add_argument("--seed", type=int, default=0, help="random selection's seed")
@@ -55,7 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     out = parser.add_argument_group("output")
     out.add_argument("--figures", type=Path, default=FIGURES, help=f"figure folder (default {FIGURES})")
     out.add_argument("--results", type=Path, default=RESULTS, help=f"cache of intermediate results (default {RESULTS})")
-    out.add_argument("--overwrite", action="store_true", help="replace cached results made for another model or question set")
+    out.add_argument(
+        "--overwrite", action="store_true", help="replace cached results made for another model or question set"
+    )
     out.add_argument("--batch-size", type=int, default=8)
     out.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args(argv)
@@ -71,15 +104,39 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from efficiency.hardware import describe
+
+    from .study import Settings, open_study
+
     started = time.perf_counter()
-    settings = Settings(args.layer, args.budget, tuple(args.quartile_layers) if args.quartile_layers else None,
-                        args.prune_layer, args.seed, args.batch_size)
-    study = open_study(args.model, args.data, smoke=args.smoke, limit=args.limit, per_type=args.per_type or None,
-                       image_folder=args.image_folder, template=args.template, dtype=args.dtype, device=args.device,
-                       max_new_tokens=args.max_new_tokens, settings=settings, results=args.results, overwrite=args.overwrite,
-                       threads=args.threads)
+    settings = Settings(
+        args.layer,
+        args.budget,
+        tuple(args.quartile_layers) if args.quartile_layers else None,
+        args.prune_layer,
+        args.seed,
+        args.batch_size,
+    )
+    study = open_study(
+        args.model,
+        args.data,
+        smoke=args.smoke,
+        limit=args.limit,
+        per_type=args.per_type or None,
+        image_folder=args.image_folder,
+        template=args.template,
+        dtype=args.dtype,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        settings=settings,
+        results=args.results,
+        overwrite=args.overwrite,
+        threads=args.threads,
+    )
     subject, dataset = study.subject, study.dataset
-    print(f"model: {subject.description or subject.name}\nquestions: {dataset.name} ({len(dataset)})\nresults: {study.folder}")
+    print(
+        f"model: {subject.description or subject.name}\nquestions: {dataset.name} ({len(dataset)})\nresults: {study.folder}"
+    )
     made, timings, numbers = [], {}, {}
     for part in dict.fromkeys(args.parts or PARTS):
         start = time.perf_counter()
@@ -87,10 +144,18 @@ def run(args: argparse.Namespace) -> dict:
         timings[part] = round(time.perf_counter() - start, 1)
         print(f"{part}: {timings[part]} s")
     record = {
-        "command": "python -m analysis " + " ".join(sys.argv[1:]), "model": subject.name, "model_description": subject.description,
-        "dataset": dataset.name, "questions": len(dataset), "results": str(study.folder), "figures": [str(p) for p in made],
-        "seconds": timings, "total_seconds": round(time.perf_counter() - started, 1), "hardware": describe(subject.device),
-        "settings": asdict(study.settings), "numbers": numbers,
+        "command": "python -m analysis " + " ".join(sys.argv[1:]),
+        "model": subject.name,
+        "model_description": subject.description,
+        "dataset": dataset.name,
+        "questions": len(dataset),
+        "results": str(study.folder),
+        "figures": [str(p) for p in made],
+        "seconds": timings,
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "hardware": describe(subject.device),
+        "settings": asdict(study.settings),
+        "numbers": numbers,
     }
     args.figures.mkdir(parents=True, exist_ok=True)
     (args.figures / "analysis_run.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -100,6 +165,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def _part(part: str, study: Study, args, numbers: dict) -> list[Path]:
     """Draw one part's figures; its headline numbers go into `numbers` (rounded, for the run record)."""
+    from . import plots
+    from .pictures import pick_examples, selection_example, selection_figure
+
     accuracy = not args.no_accuracy
     if part == "shift":
         result = study.shift(with_accuracy=accuracy)
@@ -107,24 +175,41 @@ def _part(part: str, study: Study, args, numbers: dict) -> list[Path]:
         return plots.save(plots.shift_figure(result), args.figures, "fig2_attention_shift")
     if part == "dispersion":
         result = study.dispersion(with_accuracy=accuracy)
-        signals = {name: {k: v[k] for k in ("top1_share", "top20pct_share", "normalized_entropy")} for name, v in result["signals"].items()}
-        numbers["dispersion"] = _rounded({"signals": signals, **{k: result[k] for k in ("full_accuracy", "accuracy") if k in result}})
+        signals = {
+            name: {k: v[k] for k in ("top1_share", "top20pct_share", "normalized_entropy")}
+            for name, v in result["signals"].items()
+        }
+        numbers["dispersion"] = _rounded(
+            {"signals": signals, **{k: result[k] for k in ("full_accuracy", "accuracy") if k in result}}
+        )
         return plots.save(plots.dispersion_figure(result), args.figures, "fig3_attention_dispersion")
     subject, dataset = study.subject, study.dataset
     budget = study.settings.budget
     examples = [  # each picture gets its own random draw (seed + its number)
-        selection_example(subject, sample, dataset.score, budget, args.important_ratio, args.fastv_layer, args.seed + number)
+        selection_example(
+            subject, sample, dataset.score, budget, args.important_ratio, args.fastv_layer, args.seed + number
+        )
         for number, sample in enumerate(pick_examples(dataset, args.examples))
     ]
     description = subject.description or subject.name
-    numbers["pictures"] = [{"question": e.sample.question, "reference": e.sample.answer,
-                            "answers": {p.title: p.answer for p in e.panels}} for e in examples]
+    numbers["pictures"] = [
+        {"question": e.sample.question, "reference": e.sample.answer, "answers": {p.title: p.answer for p in e.panels}}
+        for e in examples
+    ]
     paths = plots.save(selection_figure(examples[:1], description, budget), args.figures, "fig1_token_selection")
-    return paths + plots.save(selection_figure(examples, description, budget), args.figures, "fig4_token_selection_examples")
+    return paths + plots.save(
+        selection_figure(examples, description, budget), args.figures, "fig4_token_selection_examples"
+    )
 
 
-SHIFT_NUMBERS = ("quartile_shares", "quartile_shares_question", "quartile_shares_equal_positions", "full_accuracy",
-                 "quartile_layers", "quartile_accuracy")
+SHIFT_NUMBERS = (
+    "quartile_shares",
+    "quartile_shares_question",
+    "quartile_shares_equal_positions",
+    "full_accuracy",
+    "quartile_layers",
+    "quartile_accuracy",
+)
 
 
 def _rounded(value):

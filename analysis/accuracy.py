@@ -6,6 +6,7 @@ one in-LLM pruner, `KeepVisualTokens`: layers before `layer` see every token, la
 their KV cache) only the kept visual tokens and all text, which keep their original positions
 (as FastV's tokens do), so the only change is which tokens later layers can see.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ class KeepVisualTokens(LanguageModelPruner):
 
     def check_depth(self, num_layers: int) -> None:
         if not 0 <= self.layer < num_layers:
-            raise ValueError(f"layer {self.layer} is not a layer of a {num_layers}-layer language model (allowed: 0..{num_layers - 1})")
+            raise ValueError(
+                f"layer {self.layer} is not a layer of a {num_layers}-layer language model (allowed: 0..{num_layers - 1})"
+            )
 
     def reduce(self, stage: int, sequence: Sequence, attention, state) -> Sequence:
         visual = sequence.visual
@@ -66,14 +69,23 @@ class KeepVisualTokens(LanguageModelPruner):
 
 
 @torch.no_grad()
-def answer(subject: Subject, dataset: Dataset, keep=None, layer: int = 0, batch_size: int = 16, desc: str = "answers",
-           progress: bool = True) -> list[str]:
+def answer(
+    subject: Subject,
+    dataset: Dataset,
+    keep=None,
+    layer: int = 0,
+    batch_size: int = 16,
+    desc: str = "answers",
+    progress: bool = True,
+) -> list[str]:
     """The model's greedy answers to every question, with only the visual tokens `keep` ([S, T] per
     sample, [T] for all, or None for every token) visible from `layer` on."""
     model = subject.model
     llava.remove_pruning(model)
     answers: list[str] = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not progress, dynamic_ncols=True, leave=False):
+    for start in tqdm(
+        range(0, len(dataset), batch_size), desc=desc, disable=not progress, dynamic_ncols=True, leave=False
+    ):
         chunk = dataset.samples[start : start + batch_size]
         if keep is not None:
             rows = torch.as_tensor(np.asarray(keep))
@@ -113,14 +125,27 @@ class AccuracyLog:
             return {}
         return {entry["setting"]: entry for entry in map(json.loads, self.path.read_text().splitlines()) if entry}
 
-    def run(self, setting: str, subject: Subject, dataset: Dataset, keep=None, layer: int = 0,
-            batch_size: int = 16, progress: bool = True) -> float:
+    def run(
+        self,
+        setting: str,
+        subject: Subject,
+        dataset: Dataset,
+        keep=None,
+        layer: int = 0,
+        batch_size: int = 16,
+        progress: bool = True,
+    ) -> float:
         finished = self.done()
         if setting in finished:
             return finished[setting]["accuracy"]
         answers = answer(subject, dataset, keep, layer, batch_size, desc=setting, progress=progress)
-        entry = {"setting": setting, "layer": layer, "accuracy": accuracy(dataset, answers),
-                 "questions": len(answers), "answers": answers}
+        entry = {
+            "setting": setting,
+            "layer": layer,
+            "accuracy": accuracy(dataset, answers),
+            "questions": len(answers),
+            "answers": answers,
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")

@@ -12,6 +12,7 @@ softmax rows by `llava.attention.causal_rows_softmax` and `row_softmax`.
 Values are head means of the softmax over the whole prompt, restricted to the visual tokens and not
 renormalised (as the paper's scripts read them); the [CLS] row drops its [CLS] -> [CLS] entry.
 """
+
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
@@ -58,17 +59,30 @@ class Signals:
         return self.last.shape[2]
 
     def save(self, path) -> None:
-        np.savez(path, ids=np.array(self.ids), last=self.last, question=self.question, equal=self.equal,
-                 cls=self.cls, grid=np.array(self.grid))
+        np.savez(
+            path,
+            ids=np.array(self.ids),
+            last=self.last,
+            question=self.question,
+            equal=self.equal,
+            cls=self.cls,
+            grid=np.array(self.grid),
+        )
 
     @classmethod
-    def load(cls, path) -> "Signals":
+    def load(cls, path) -> Signals:
         with np.load(path) as f:
-            return cls([str(i) for i in f["ids"]], f["last"], f["question"], f["equal"], f["cls"],
-                       tuple(int(v) for v in f["grid"]))
+            return cls(
+                [str(i) for i in f["ids"]],
+                f["last"],
+                f["question"],
+                f["equal"],
+                f["cls"],
+                tuple(int(v) for v in f["grid"]),
+            )
 
     @classmethod
-    def concatenate(cls, parts: list["Signals"]) -> "Signals":
+    def concatenate(cls, parts: list[Signals]) -> Signals:
         return cls(
             [i for p in parts for i in p.ids],
             *(np.concatenate([getattr(p, name) for p in parts]) for name in ("last", "question", "equal", "cls")),
@@ -81,7 +95,9 @@ def check_model(model) -> None:
     if not isinstance(model, LlavaForConditionalGeneration):
         raise ValueError(f"the analyses support LlavaForConditionalGeneration models, got {type(model).__name__}")
     if not isinstance(model.model.vision_tower, CLIPVisionModel):
-        raise ValueError(f"the analyses need a CLIP vision tower ([CLS] attention), got {type(model.model.vision_tower).__name__}")
+        raise ValueError(
+            f"the analyses need a CLIP vision tower ([CLS] attention), got {type(model.model.vision_tower).__name__}"
+        )
     decoder.check_supported(model.model.language_model)
 
 
@@ -117,7 +133,9 @@ def batch_signals(model, inputs, ids: list[str]) -> Signals:
         rope = stack.enter_context(_rotary_tables(lm))
         embeds = stack.enter_context(_language_model_input(lm))
         cls_store = stack.enter_context(capture_projections(cls_attention, clip.CLS_ROW))
-        layer_stores = [stack.enter_context(capture_projections(layer.self_attn, slice(start, None))) for layer in lm.layers]
+        layer_stores = [
+            stack.enter_context(capture_projections(layer.self_attn, slice(start, None))) for layer in lm.layers
+        ]
         model.model(**inputs, position_ids=positions, use_cache=False)
     rows = _visual_rows(lm, layer_stores, rope, query_index, mask, visual)  # [B, L_layers, Q, N]
     last = rows[:, :, -1]
@@ -130,8 +148,15 @@ def batch_signals(model, inputs, ids: list[str]) -> Signals:
     equal_positions = equal_visual_positions(positions, visual)
     with ExitStack() as stack:
         rope = stack.enter_context(_rotary_tables(lm))
-        layer_stores = [stack.enter_context(capture_projections(layer.self_attn, slice(length - 1, None))) for layer in lm.layers]
-        lm(inputs_embeds=embeds["inputs_embeds"], attention_mask=inputs["attention_mask"], position_ids=equal_positions, use_cache=False)
+        layer_stores = [
+            stack.enter_context(capture_projections(layer.self_attn, slice(length - 1, None))) for layer in lm.layers
+        ]
+        lm(
+            inputs_embeds=embeds["inputs_embeds"],
+            attention_mask=inputs["attention_mask"],
+            position_ids=equal_positions,
+            use_cache=False,
+        )
     equal = _visual_rows(lm, layer_stores, rope, query_index[:, -1:], mask, visual)[:, :, -1]
 
     grid = clip.patch_grid(inputs["pixel_values"], tower)
@@ -169,7 +194,9 @@ def _visual_rows(lm, stores, rope, query_index, mask, visual) -> torch.Tensor:
         num_heads = attention.q_proj.out_features // attention.head_dim
         num_kv_heads = attention.k_proj.out_features // attention.head_dim
         query = store["query"][:, -query_index.shape[1] :]
-        rows = causal_rows_softmax(query, store["key"], cos, sin, query_index, mask, num_heads, num_kv_heads, attention.scaling)
+        rows = causal_rows_softmax(
+            query, store["key"], cos, sin, query_index, mask, num_heads, num_kv_heads, attention.scaling
+        )
         rows = rows.mean(dim=1)  # [B, Q, L]
         per_layer.append(rows.gather(2, visual[:, None, :].expand(-1, rows.shape[1], -1)))
     return torch.stack(per_layer, dim=1)

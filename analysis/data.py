@@ -11,13 +11,14 @@ human turn is the question and the first model turn the answer. The question may
 first, as LLaVA's evaluation does). Image paths are relative to `image_folder` (default: the JSONL
 file's folder).
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from PIL import Image, ImageDraw
@@ -66,7 +67,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def head(self, limit: int | None) -> "Dataset":
+    def head(self, limit: int | None) -> Dataset:
         return self if not limit else Dataset(self.name, self.samples[:limit], self.score)
 
     def require_answers(self, purpose: str) -> None:

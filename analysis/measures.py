@@ -3,6 +3,7 @@
 Inputs are arrays of per-sample attention over N visual tokens in raster order, shaped [S, N]
 (one layer) or [S, L, N] (every language-model layer).
 """
+
 from __future__ import annotations
 
 import numpy as np

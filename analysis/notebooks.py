@@ -8,6 +8,7 @@ right after it (the papermill convention), and the notebook runs in `analysis/` 
 Executed copies (with outputs) are written to --output; the notebooks in the repository stay
 output-free.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,12 @@ def execute(name: str, parameters: dict | None = None, output: Path | None = Non
         if not tagged:
             raise ValueError(f"{NOTEBOOKS[name]} has no cell tagged 'parameters'")
         source = "# injected parameters\n" + "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
-        notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}})
+        notebook.cells.insert(
+            tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+        )
+    client = NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}
+    )
     client.execute()
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,14 @@
 """Which tokens VisPruner, FastV and random selection keep on one image, and what the model answers
 (in the spirit of the paper's Figures 1 and 4).
 
-The kept sets are the ones the methods use when the answers are generated: VisPruner's from
-`llava.pruning.vispruner.select` on the tower's features and [CLS] attention (important tokens in
-orange, diverse in blue), FastV's as the top-T visual tokens by the last prompt token's head-mean
-attention in layer K-1 (read beside SDPA, ties to the earlier token, as `llava.pruning.fastv`), and
-random selection's from a generator seeded as `apply_pruning(..., method="random", seed=...)` seeds
-its first draw.
+Every picture is drawn from the pruning trace (`llava.apply_pruning(..., trace=True)`) of the one
+`generate` call whose answer it is titled with: the outlined patches are the tokens that call really
+kept, recorded where the model kept them, never recomputed. VisPruner's panel shows the tokens that
+reached the language model, its important tokens ([CLS] attention) in orange and its diverse ones in
+blue; FastV's the visual tokens its layers from K on kept (chosen by the last prompt token's
+attention in layer K-1); random selection's the draw that call made from its seeded generator.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,13 +20,11 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 import llava
-from llava.models import clip
-from llava.pruning import random_pruning, vispruner
+from llava.trace import KeptTokens
 from llava.visualize import DIVERSE_COLOUR, IMPORTANT_COLOUR, draw_kept_patches, pixels_to_image
 
-from .attention import batch_signals, check_model
+from .attention import check_model
 from .data import Dataset, Sample
-from .measures import top_tokens
 from .plots import style
 from .subjects import Subject
 
@@ -61,56 +60,82 @@ def pick_examples(dataset: Dataset, count: int) -> list[Sample]:
     return picked
 
 
+@dataclass
+class Run:
+    """One generation of a picture: `method` None is the unpruned model."""
+
+    title: str
+    method: str | None
+    options: dict
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (IMPORTANT_COLOUR, DIVERSE_COLOUR)
+
+
 @torch.no_grad()
-def selection_example(subject: Subject, sample: Sample, score, budget: int = 64, important_ratio: float = 0.5,
-                      fastv_layer: int = 2, seed: int = 0) -> Example:
-    """The image, the three kept-token pictures and the four answers (unpruned and each method) for one sample."""
+def selection_example(
+    subject: Subject,
+    sample: Sample,
+    score,
+    budget: int = 64,
+    important_ratio: float = 0.5,
+    fastv_layer: int = 2,
+    seed: int = 0,
+) -> Example:
+    """The image, the three kept-token pictures and the four answers (unpruned and each method) for one
+    sample; each picture comes from the trace of the generation that gave its answer."""
     model = subject.model
     check_model(model)
     llava.remove_pruning(model)
     inputs = subject.encode([sample])
-    vision = clip.encode(model.model.vision_tower, inputs["pixel_values"], model.config.vision_feature_layer,
-                         signals={"cls_attention"})
-    total = vision.features.shape[1]
-    budget = min(budget, total)
-    kept = vispruner.select(vision.features, vision.cls_attention, budget, important_ratio)[0].tolist()
-    num_important, _ = vispruner.split_budget(len(kept), important_ratio)
-    important = vispruner.attention_order(vision.cls_attention)[0, :num_important].tolist()
-    diverse = sorted(set(kept) - set(important))
-    last = batch_signals(model, inputs, [sample.id]).last[0, fastv_layer - 1]
-    fastv = sorted(top_tokens(last, budget).tolist())
-    generator = torch.Generator(device=inputs["pixel_values"].device).manual_seed(seed)
-    chance = random_pruning.select(1, total, budget, generator)[0].tolist()
-
     processor = subject.processor.image_processor
     seen = _enlarge(pixels_to_image(inputs["pixel_values"][0], processor.image_mean, processor.image_std))
-    grid = vision.grid
     runs = [
-        ("all tokens", None, {}, seen),
-        (f"VisPruner ({len(important)} important + {len(diverse)} diverse)", "vispruner",
-         {"important_ratio": important_ratio}, draw_kept_patches(seen, grid, important, diverse)),
-        (f"FastV (K={fastv_layer})", "fastv", {"layer": fastv_layer},
-         draw_kept_patches(seen, grid, fastv, [], colours=(FASTV_COLOUR, FASTV_COLOUR))),
-        ("random", "random", {"seed": seed}, draw_kept_patches(seen, grid, chance, [], colours=(RANDOM_COLOUR, RANDOM_COLOUR))),
+        Run("all tokens", None, {}),
+        Run("VisPruner", "vispruner", {"important_ratio": important_ratio}),
+        Run(f"FastV (K={fastv_layer})", "fastv", {"layer": fastv_layer}, (FASTV_COLOUR, FASTV_COLOUR)),
+        Run("random", "random", {"seed": seed}, (RANDOM_COLOUR, RANDOM_COLOUR)),
     ]
     panels = []
-    for title, method, options, picture in runs:
-        if method is None:
-            llava.remove_pruning(model)
+    for run in runs:
+        if run.method is None:
+            answer, title, picture = _answer(subject, inputs), run.title, seen
         else:
-            llava.apply_pruning(model, method=method, visual_token_num=budget, **options)
-            title = f"{title}: {budget}/{total}"
-        output = model.generate(**inputs, max_new_tokens=subject.max_new_tokens, do_sample=False)
-        text = subject.processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0].strip()
-        correct = None if sample.answer is None else bool(score(text, sample.answer))
-        panels.append(Panel(title, picture, text, correct))
-    llava.remove_pruning(model)
+            llava.apply_pruning(model, method=run.method, visual_token_num=budget, trace=True, **run.options)
+            try:
+                answer = _answer(subject, inputs)
+                (call,) = model.pruning_trace  # the generate call above (its prefill pruned once)
+            finally:
+                llava.remove_pruning(model)
+            (kept,) = call.parts  # one image, pruned before the language model or at FastV's layer K
+            title, picture = _titled(run.title, kept), _drawn(seen, kept, run.colours)
+        correct = None if sample.answer is None else bool(score(answer, sample.answer))
+        panels.append(Panel(title, picture, answer, correct))
     return Example(sample, panels)
+
+
+def _answer(subject: Subject, inputs) -> str:
+    output = subject.model.generate(**inputs, max_new_tokens=subject.max_new_tokens, do_sample=False)
+    new_tokens = output[:, inputs["input_ids"].shape[1] :]
+    return subject.processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
+
+
+def _titled(title: str, kept: KeptTokens) -> str:
+    if kept.important is not None:
+        title = f"{title} ({len(kept.important)} important + {len(kept.diverse)} diverse)"
+    return f"{title}: {len(kept.kept)}/{kept.num_tokens}"
+
+
+def _drawn(seen: Image.Image, kept: KeptTokens, colours) -> Image.Image:
+    """The kept patches of one trace record: important and diverse apart where the method splits them."""
+    if kept.important is None:
+        return draw_kept_patches(seen, kept.grid, kept.kept.tolist(), [], colours=colours)
+    return draw_kept_patches(seen, kept.grid, kept.important.tolist(), kept.diverse.tolist(), colours=colours)
 
 
 def _enlarge(image: Image.Image) -> Image.Image:
     factor = max(1, -(-MIN_SIDE // min(image.size)))
-    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST) if factor > 1 else image
+    return (
+        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST) if factor > 1 else image
+    )
 
 
 def selection_figure(examples: list[Example], subject_description: str, budget: int):
@@ -130,9 +155,15 @@ def selection_figure(examples: list[Example], subject_description: str, budget: 
             question = example.sample.question.replace("\n", " ")
             reference = f"  (reference: {example.sample.answer})" if example.sample.answer is not None else ""
             row[0].set_ylabel(_wrap(question + reference, 40), fontsize=8)
-        legend = [("VisPruner important", IMPORTANT_COLOUR), ("VisPruner diverse", DIVERSE_COLOUR),
-                  ("FastV", FASTV_COLOUR), ("random", RANDOM_COLOUR)]
-        handles = [Rectangle((0, 0), 1, 1, facecolor="none", edgecolor=np.array(c) / 255, linewidth=2) for _, c in legend]
+        legend = [
+            ("VisPruner important", IMPORTANT_COLOUR),
+            ("VisPruner diverse", DIVERSE_COLOUR),
+            ("FastV", FASTV_COLOUR),
+            ("random", RANDOM_COLOUR),
+        ]
+        handles = [
+            Rectangle((0, 0), 1, 1, facecolor="none", edgecolor=np.array(c) / 255, linewidth=2) for _, c in legend
+        ]
         figure.legend(handles, [name for name, _ in legend], loc="outside lower center", ncol=4)
         figure.suptitle(f"Kept visual tokens at {budget} per image: {subject_description}", fontsize=10)
     return figure

@@ -1,4 +1,5 @@
 """Matplotlib figures for Figures 2 and 3 from the numbers `analysis.study.Study` computes, in one style."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -10,7 +11,12 @@ from matplotlib.figure import Figure
 
 QUARTILE_COLOURS = ["#c6dbef", "#6baed6", "#2171b5", "#08306b"]
 SIGNAL_COLOURS = {"cls": "#e6550d", "last": "#3182bd", "equal": "#31a354", "random": "#969696"}
-SIGNAL_LABELS = {"cls": "[CLS] attention", "last": "last attention", "equal": "equal-position last attention", "random": "random"}
+SIGNAL_LABELS = {
+    "cls": "[CLS] attention",
+    "last": "last attention",
+    "equal": "equal-position last attention",
+    "random": "random",
+}
 STYLE = {
     "figure.dpi": 100,
     "savefig.dpi": 200,
@@ -37,6 +43,7 @@ def style():
 # Figures are built as `Figure` objects, not through pyplot: nothing global to close, and a notebook
 # shows one when it is a cell's value.
 
+
 def save(figure: Figure, folder: Path | str, name: str) -> list[Path]:
     """Write `name`.png and `name`.pdf into `folder`; returns both paths."""
     folder = Path(folder)
@@ -59,9 +66,14 @@ def shift_figure(result: dict):
         figure = Figure(figsize=(11, 7.5), layout="constrained")
         axes = figure.subplots(2, 2)
         _selection_panel(axes[0, 0], result)
-        _quartile_panel(axes[0, 1], np.asarray(result["quartile_shares"]), "(b) text-visual attention by index quartile")
-        _quartile_panel(axes[1, 0], np.asarray(result["quartile_shares_equal_positions"]),
-                        "(b') the same with every visual token at one position")
+        _quartile_panel(
+            axes[0, 1], np.asarray(result["quartile_shares"]), "(b) text-visual attention by index quartile"
+        )
+        _quartile_panel(
+            axes[1, 0],
+            np.asarray(result["quartile_shares_equal_positions"]),
+            "(b') the same with every visual token at one position",
+        )
         if "quartile_accuracy" in result:
             _quartile_accuracy_panel(axes[1, 1], result)
         else:
@@ -73,7 +85,9 @@ def shift_figure(result: dict):
 def _selection_panel(ax, result: dict) -> None:
     frequency = np.asarray(result["selection_frequency"])
     index = np.arange(frequency.size)
-    ax.bar(index, frequency, width=1.0, color=QUARTILE_COLOURS[1], label=f"selection frequency (top {result['budget']})")
+    ax.bar(
+        index, frequency, width=1.0, color=QUARTILE_COLOURS[1], label=f"selection frequency (top {result['budget']})"
+    )
     ax.set_xlabel("visual token index (raster order)")
     ax.set_ylabel("selection frequency (max = 1)")
     ax.set_xlim(-0.5, frequency.size - 0.5)
@@ -127,7 +141,9 @@ def dispersion_figure(result: dict):
             _density_panel(ax, name, signals[name])
         if "accuracy" in result:
             _pruning_panel(figure.add_subplot(grid[1, 1:]), result)
-        figure.suptitle(f"Attention dispersion (last attention at layer {result['layer']})\n{caption(result)}", fontsize=10)
+        figure.suptitle(
+            f"Attention dispersion (last attention at layer {result['layer']})\n{caption(result)}", fontsize=10
+        )
     return figure
 
 
@@ -135,7 +151,12 @@ def _cumulative_panel(ax, signals: dict) -> None:
     for name, values in signals.items():
         curve = np.asarray(values["cumulative"])
         x = 100.0 * np.arange(1, curve.size + 1) / curve.size
-        ax.plot(x, 100.0 * curve, color=SIGNAL_COLOURS[name], label=f"{SIGNAL_LABELS[name]} (top 20%: {100 * values['top20pct_share']:.0f}%)")
+        ax.plot(
+            x,
+            100.0 * curve,
+            color=SIGNAL_COLOURS[name],
+            label=f"{SIGNAL_LABELS[name]} (top 20%: {100 * values['top20pct_share']:.0f}%)",
+        )
     ax.axvline(20, color="black", linewidth=0.6, linestyle=":")
     ax.set_xlabel("most-attended visual tokens (%)")
     ax.set_ylabel("share of the attention (%)")
@@ -161,8 +182,13 @@ def _pruning_panel(ax, result: dict) -> None:
     bars = ax.bar(range(len(names)), accuracy, color=[SIGNAL_COLOURS[n] for n in names], width=0.6)
     for bar, value in zip(bars, accuracy):
         ax.annotate(f"{value:.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom", fontsize=8)
-    ax.axhline(result["full_accuracy"], color="black", linestyle="--", linewidth=1,
-               label=f"all visual tokens ({result['full_accuracy']:.1f})")
+    ax.axhline(
+        result["full_accuracy"],
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"all visual tokens ({result['full_accuracy']:.1f})",
+    )
     ax.set_xticks(range(len(names)), [SIGNAL_LABELS[n] for n in names])
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 105)

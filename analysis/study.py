@@ -9,6 +9,7 @@
 A folder made for another model or question set is never reused or overwritten silently: the run
 stops and names the mismatch (pass `overwrite=True` / `--overwrite` to start that folder afresh).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,10 +29,15 @@ from . import measures
 from .accuracy import AccuracyLog, random_tokens
 from .attention import Signals, attention_signals
 from .data import Dataset
-from .subjects import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_QUESTIONS_PER_TYPE, Subject, load_dataset, load_model
-
-RESULTS = Path("results/analysis")
-DEFAULT_BUDGET = 64  # tokens kept by Fig. 2(a)'s selection and Fig. 3's pruning (the paper's main budget)
+from .defaults import (
+    DEFAULT_BUDGET,
+    DEFAULT_DATASET,
+    DEFAULT_MODEL,
+    DEFAULT_QUESTIONS_PER_TYPE,
+    RESULTS,
+    SMOKE_QUESTIONS,
+)
+from .subjects import Subject, load_dataset, load_model
 
 
 @dataclass
@@ -49,9 +55,15 @@ class Settings:
     batch_size: int = 8
 
     def check(self, num_layers: int) -> None:
-        for name, value in (("layer", self.layer), ("prune_layer", self.prune_layer), *(("quartile_layers", v) for v in self.quartile_layers or ())):
+        for name, value in (
+            ("layer", self.layer),
+            ("prune_layer", self.prune_layer),
+            *(("quartile_layers", v) for v in self.quartile_layers or ()),
+        ):
             if not 0 <= value < num_layers:
-                raise ValueError(f"{name}={value} is not a layer of this {num_layers}-layer language model (0..{num_layers - 1})")
+                raise ValueError(
+                    f"{name}={value} is not a layer of this {num_layers}-layer language model (0..{num_layers - 1})"
+                )
         if self.budget < 1:
             raise ValueError(f"budget must be >= 1, got {self.budget}")
 
@@ -75,8 +87,15 @@ def dataset_fingerprint(dataset: Dataset) -> str:
 class Study:
     """The analyses of one `Subject` on one `Dataset`, with their cached intermediate results."""
 
-    def __init__(self, subject: Subject, dataset: Dataset, settings: Settings | None = None,
-                 results: Path | str = RESULTS, overwrite: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        subject: Subject,
+        dataset: Dataset,
+        settings: Settings | None = None,
+        results: Path | str = RESULTS,
+        overwrite: bool = False,
+        progress: bool = True,
+    ):
         self.subject, self.dataset = subject, dataset
         self.settings = settings or Settings()
         self.settings.check(subject.model.config.text_config.num_hidden_layers)
@@ -87,18 +106,25 @@ class Study:
         self._signals: Signals | None = None
 
     def _claim(self, overwrite: bool) -> None:
-        manifest = {"model": self.subject.name, "model_fingerprint": model_fingerprint(self.subject.model),
-                    "dataset": self.dataset.name, "dataset_fingerprint": dataset_fingerprint(self.dataset),
-                    "questions": len(self.dataset), "prompt": self.subject.prompt("{question}"),
-                    "max_new_tokens": self.subject.max_new_tokens}
+        manifest = {
+            "model": self.subject.name,
+            "model_fingerprint": model_fingerprint(self.subject.model),
+            "dataset": self.dataset.name,
+            "dataset_fingerprint": dataset_fingerprint(self.dataset),
+            "questions": len(self.dataset),
+            "prompt": self.subject.prompt("{question}"),
+            "max_new_tokens": self.subject.max_new_tokens,
+        }
         path = self.folder / "manifest.json"
         if path.is_file():
             found = json.loads(path.read_text())
             if found != manifest:
                 if not overwrite:
                     changed = ", ".join(k for k in manifest if found.get(k) != manifest[k])
-                    raise ValueError(f"{self.folder} holds results of another run (differs in: {changed}); "
-                                     "pass overwrite=True (--overwrite) to replace them, or choose another results folder")
+                    raise ValueError(
+                        f"{self.folder} holds results of another run (differs in: {changed}); "
+                        "pass overwrite=True (--overwrite) to replace them, or choose another results folder"
+                    )
                 shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -110,7 +136,9 @@ class Study:
             if path.is_file():
                 self._signals = Signals.load(path)
             else:
-                self._signals = attention_signals(self.subject, self.dataset.samples, self.settings.batch_size, self.progress)
+                self._signals = attention_signals(
+                    self.subject, self.dataset.samples, self.settings.batch_size, self.progress
+                )
                 self._signals.save(path)
         return self._signals
 
@@ -154,13 +182,22 @@ class Study:
         signal (or random ones) from `prune_layer` on."""
         s, settings = self.signals(), self.settings
         signals = {"cls": s.cls, "last": s.last[:, settings.layer], "equal": s.equal[:, settings.layer]}
-        result = {"layer": settings.layer, "budget": settings.budget, "prune_layer": settings.prune_layer, "signals": {}}
+        result = {
+            "layer": settings.layer,
+            "budget": settings.budget,
+            "prune_layer": settings.prune_layer,
+            "signals": {},
+        }
         for name, values in signals.items():
             curve = measures.cumulative_distribution(values)
             probabilities, edges = measures.density(values)
             result["signals"][name] = {
-                "cumulative": curve, "top1_share": float(curve[0]), "top20pct_share": measures.share_of_top(curve, 0.2),
-                "density": probabilities, "bin_edges": edges, "max_value": float(values.max()),
+                "cumulative": curve,
+                "top1_share": float(curve[0]),
+                "top20pct_share": measures.share_of_top(curve, 0.2),
+                "density": probabilities,
+                "bin_edges": edges,
+                "max_value": float(values.max()),
                 "normalized_entropy": measures.normalized_entropy(values),
             }
         if with_accuracy:
@@ -168,11 +205,17 @@ class Study:
             budget = min(settings.budget, s.num_tokens)
             keeps = {name: np.sort(measures.top_tokens(values, budget), axis=-1) for name, values in signals.items()}
             keeps["random"] = random_tokens(len(s.ids), s.num_tokens, budget, settings.seed)
-            tags = {"cls": "cls", "last": f"last_layer{settings.layer}", "equal": f"equal_layer{settings.layer}",
-                    "random": f"random_seed{settings.seed}"}
+            tags = {
+                "cls": "cls",
+                "last": f"last_layer{settings.layer}",
+                "equal": f"equal_layer{settings.layer}",
+                "random": f"random_seed{settings.seed}",
+            }
             result["full_accuracy"] = self._accuracy("full")
             result["accuracy"] = {
-                name: self._accuracy(f"{tags[name]}_top{budget}_from_layer{settings.prune_layer}", keep, settings.prune_layer)
+                name: self._accuracy(
+                    f"{tags[name]}_top{budget}_from_layer{settings.prune_layer}", keep, settings.prune_layer
+                )
                 for name, keep in keeps.items()
             }
         return self._save("dispersion", result)
@@ -209,14 +252,24 @@ def _plain(value):
     return value
 
 
-SMOKE_QUESTIONS = 6
-
-
-def open_study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATASET, *, smoke: bool = False, limit: int | None = None,
-               per_type: int | None = DEFAULT_QUESTIONS_PER_TYPE, image_folder: str | None = None, template: str = "vicuna_v1",
-               dtype=None, device: str | None = None, max_new_tokens: int | None = None, settings: Settings | None = None,
-               results: Path | str = RESULTS, overwrite: bool = False, progress: bool = True,
-               threads: int | None = None) -> Study:
+def open_study(
+    model: str = DEFAULT_MODEL,
+    data: str = DEFAULT_DATASET,
+    *,
+    smoke: bool = False,
+    limit: int | None = None,
+    per_type: int | None = DEFAULT_QUESTIONS_PER_TYPE,
+    image_folder: str | None = None,
+    template: str = "vicuna_v1",
+    dtype=None,
+    device: str | None = None,
+    max_new_tokens: int | None = None,
+    settings: Settings | None = None,
+    results: Path | str = RESULTS,
+    overwrite: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
+) -> Study:
     """A `Study` of a named model (`analysis.subjects.load_model`) on a named question set
     (`load_dataset`). `smoke=True` swaps in a random-weight model and a few drawn questions, with the
     budget capped at 16 tokens, to check the pipeline in seconds. `threads` sets torch's CPU thread
@@ -228,6 +281,11 @@ def open_study(model: str = DEFAULT_MODEL, data: str = DEFAULT_DATASET, *, smoke
         model, data, limit = "smoke", "drawn", limit or SMOKE_QUESTIONS
         settings = replace(settings, budget=min(settings.budget, 16))
     subject = load_model(model, template=template, dtype=dtype, device=device, max_new_tokens=max_new_tokens)
-    dataset = load_dataset(data, limit=limit, per_type=per_type, image_folder=image_folder,
-                           image_size=subject.model.config.vision_config.image_size)
+    dataset = load_dataset(
+        data,
+        limit=limit,
+        per_type=per_type,
+        image_folder=image_folder,
+        image_size=subject.model.config.vision_config.image_size,
+    )
     return Study(subject, dataset, settings, results, overwrite=overwrite, progress=progress)

@@ -1,15 +1,16 @@
-"""Which model and which question set the analyses run on, and the one place their defaults live.
+"""Which model and which question set the analyses run on (their defaults live in `defaults.py`).
 
 A model is named by a key of `MODELS` ("scenette", "tiny", "smoke") or by a checkpoint (local folder
 or Hub id, loaded with `llava.load_pretrained_model`, prompted with a LLaVA conversation template).
 A question set is named by a key of `DATASETS` ("scenette", "drawn") or by a JSONL file
 (`analysis.data.load_jsonl`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from transformers import BatchFeature
@@ -19,11 +20,8 @@ from llava.prompting import IMAGE, encode_batch
 
 from .data import Dataset, Sample, drawn_samples, load_jsonl
 
-# The defaults of every command, notebook and function here: the project's own trained small
-# LLaVA (Scenette-LLaVA) and its procedurally generated benchmark. Point these elsewhere to change them.
-DEFAULT_MODEL = "scenette"
-DEFAULT_DATASET = "scenette"
-DEFAULT_QUESTIONS_PER_TYPE = 40  # Scenette: the first 40 questions of each of its 6 types (240 in all)
+# Re-exported: their home is defaults.py, which imports nothing heavy.
+from .defaults import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_QUESTIONS_PER_TYPE  # noqa: F401
 
 
 @dataclass
@@ -47,7 +45,9 @@ class Subject:
         prompts = [self.prompt(sample.question) for sample in samples]
         inputs = encode_batch(self.processor, prompts, [[sample.image()] for sample in samples])
         dtype = self.model.dtype
-        return BatchFeature({k: v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device) for k, v in inputs.items()})
+        return BatchFeature(
+            {k: v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device) for k, v in inputs.items()}
+        )
 
 
 def llava_prompt(template: str = "vicuna_v1") -> Callable[[str], str]:
@@ -63,7 +63,8 @@ def plain_prompt(question: str) -> str:
 
 def _scenette():
     try:
-        from scenette import model as scenette_model, prompt as scenette_prompt
+        from scenette import model as scenette_model
+        from scenette import prompt as scenette_prompt
     except ImportError:
         raise ValueError(
             "the Scenette model and benchmark (scenette) are not installed in this checkout; "
@@ -75,24 +76,42 @@ def _scenette():
 def _scenette_model(**_) -> Subject:
     scenette_model, scenette_prompt = _scenette()
     model, processor = scenette_model.load_default()
-    return Subject("scenette-llava", model, processor, scenette_prompt.conversation, 6,
-                   "Scenette-LLaVA (the project's small trained LLaVA-1.5-architecture model)")
+    return Subject(
+        "scenette-llava",
+        model,
+        processor,
+        scenette_prompt.conversation,
+        6,
+        "Scenette-LLaVA (the project's small trained LLaVA-1.5-architecture model)",
+    )
 
 
 def _tiny_model(**_) -> Subject:
     from llava.testing import build_tiny_llava
 
     model, processor = build_tiny_llava(text_layers=4)
-    return Subject("tiny-random", model, processor, plain_prompt, 4,
-                   "a RANDOM-WEIGHT LLaVA-1.5-shaped model (336 px, 24x24 patches, 4 LM layers; untrained: shows the pipeline only)")
+    return Subject(
+        "tiny-random",
+        model,
+        processor,
+        plain_prompt,
+        4,
+        "a RANDOM-WEIGHT LLaVA-1.5-shaped model (336 px, 24x24 patches, 4 LM layers; untrained: shows the pipeline only)",
+    )
 
 
 def _smoke_model(**_) -> Subject:
     from llava.testing import build_tiny_llava
 
     model, processor = build_tiny_llava(image_size=112, vision_layers=4, text_layers=4, seed=1)
-    return Subject("smoke-random", model, processor, plain_prompt, 3,
-                   "a RANDOM-WEIGHT LLaVA-shaped model (112 px, 8x8 patches, 4 LM layers; untrained) for smoke runs")
+    return Subject(
+        "smoke-random",
+        model,
+        processor,
+        plain_prompt,
+        3,
+        "a RANDOM-WEIGHT LLaVA-shaped model (112 px, 8x8 patches, 4 LM layers; untrained) for smoke runs",
+    )
 
 
 MODELS: dict[str, Callable[..., Subject]] = {"scenette": _scenette_model, "tiny": _tiny_model, "smoke": _smoke_model}
@@ -134,8 +153,13 @@ def _scenette_dataset(per_type: int | None = DEFAULT_QUESTIONS_PER_TYPE, **_) ->
     if per_type:
         rows = data.subset(rows, per_type)
     samples = [
-        Sample(row["question_id"], row["prompt"], row["answer"], _scene_drawer(data, row),
-               {"type": row["type"], "category": row["category"]})
+        Sample(
+            row["question_id"],
+            row["prompt"],
+            row["answer"],
+            _scene_drawer(data, row),
+            {"type": row["type"], "category": row["category"]},
+        )
         for row in rows
     ]
     name = f"scenette-{per_type}pertype" if per_type else "scenette"

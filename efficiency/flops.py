@@ -16,21 +16,23 @@ Not counted, as FLOP counters do not count them: norms, activations, softmax, ro
 sorting, gathering, pooling. The token schedule comes from the pruner objects (`kept_per_image`,
 `schedule`, `stages`, `kept_visual`), never from a table of method names.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from llava.models import clip
-from llava.pruning import create_pruner
-from llava.pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner
-from . import paper
+from . import paper, tables
 from .shapes import POPE_PROMPT, SHAPES, PromptLayout, shape
+from .tables import Column
+
+if TYPE_CHECKING:  # torch and llava are imported where used: `--help` answers without loading torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from llava.pruning.base import LanguageModelPruner, TokenPruner
 
 CAPTURED_SIGNALS = frozenset({"projections", "cls_token", "projected", "token_merging"})  # no extra matmuls
 
@@ -73,7 +75,8 @@ def vision_layer_flops(tokens: int, width: int, intermediate: int, mlp_tokens: i
     """One CLIP encoder layer: q, k, v, o projections and attention over `tokens`, the MLP over
     `mlp_tokens` (fewer when tokens are merged between attention and MLP)."""
     mlp_tokens = tokens if mlp_tokens is None else mlp_tokens
-    return 4 * _linear(tokens, width, width) + 4 * tokens * tokens * width + 2 * _linear(mlp_tokens, width, intermediate)
+    attention = 4 * _linear(tokens, width, width) + 4 * tokens * tokens * width
+    return attention + 2 * _linear(mlp_tokens, width, intermediate)
 
 
 def decoder_layer_flops(tokens: int, keys: int, text_config) -> int:
@@ -88,6 +91,9 @@ def decoder_layer_flops(tokens: int, keys: int, text_config) -> int:
 
 def _vision(config, pruner: TokenPruner | None, images: int, cost: PrefillCost) -> int:
     """Adds the image-encoding FLOPs of one prompt to `cost`; returns the visual tokens per image."""
+    from llava.models import clip
+    from llava.pruning.base import VisionTokenPruner
+
     vision = config.vision_config
     width, heads = vision.hidden_size, vision.num_attention_heads
     grid = (vision.image_size // vision.patch_size,) * 2
@@ -100,7 +106,8 @@ def _vision(config, pruner: TokenPruner | None, images: int, cost: PrefillCost) 
         return _linear(count, width, projector_in) + _linear(count, projector_in, projector_in)
 
     if not isinstance(pruner, VisionTokenPruner):  # the stock tower runs every layer
-        cost.vision += images * (embedding + vision.num_hidden_layers * vision_layer_flops(tokens, width, vision.intermediate_size))
+        layer = vision_layer_flops(tokens, width, vision.intermediate_size)
+        cost.vision += images * (embedding + vision.num_hidden_layers * layer)
         cost.projector += images * project(patches)
         return patches
 
@@ -146,6 +153,9 @@ def prefill_flops(
 
     `config` is a LLaVA-style config (vision_config: CLIP, text_config: Llama). logits="last" counts
     the LM head on the last position only (what `generate` computes), "all" on every position."""
+    from llava.pruning import create_pruner
+    from llava.pruning.base import LanguageModelPruner, TokenPruner
+
     if logits not in ("last", "all"):
         raise ValueError(f"logits must be 'last' or 'all', got {logits!r}")
     if method is None or method == "none":
@@ -207,6 +217,9 @@ def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=N
 def flop_counter(**kwargs) -> FlopCounterMode:
     """`FlopCounterMode` that also counts SDPA's CPU kernel (absent from torch's formula table), with
     grouped KV heads."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
     custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
     return FlopCounterMode(display=False, custom_mapping={**custom, **kwargs.pop("custom_mapping", {})}, **kwargs)
 
@@ -217,31 +230,41 @@ def exact_table(config, methods, budgets, images: int = 1, prompt: PromptLayout 
     full = prefill_flops(config, None, images=images, prompt=prompt)
     for method in methods:
         for tokens in [None] if method == "none" else budgets:
-            cost = full if method == "none" else prefill_flops(
-                config, method, tokens, images=images, prompt=prompt, **options.get(method, {})
+            cost = (
+                full
+                if method == "none"
+                else prefill_flops(config, method, tokens, images=images, prompt=prompt, **options.get(method, {}))
             )
-            rows.append({
-                "method": method,
-                "visual_token_num": tokens,
-                **cost.as_dict(),
-                "reduction": 1 - cost.total / full.total,
-                "decode_first_token": decode_flops(config, cost),
-                "kv_visual_mib_fp16": cost.kv_cache_bytes(2, visual_only=True) / paper.MIB,
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "visual_token_num": tokens,
+                    **cost.as_dict(),
+                    "reduction": 1 - cost.total / full.total,
+                    "decode_first_token": decode_flops(config, cost),
+                    "kv_visual_mib_fp16": cost.kv_cache_bytes(2, visual_only=True) / paper.MIB,
+                }
+            )
     return rows
 
 
+GIGA = 1e9
+EXACT_COLUMNS = (
+    Column("method", "method"),
+    Column("T", "visual_token_num"),
+    Column("vision", lambda r: r["vision"] / GIGA, ".1f"),
+    Column("signals + selection", lambda r: (r["signals"] + r["selection"]) / GIGA, ".3f"),
+    Column("projector", lambda r: r["projector"] / GIGA, ".1f"),
+    Column("LLM layers", lambda r: r["language_model"] / GIGA, ".1f"),
+    Column("LM head", lambda r: r["lm_head"] / GIGA, ".2f"),
+    Column("total (GFLOPs)", lambda r: r["total"] / GIGA, ".1f"),
+    Column("reduction", "reduction", ".1%"),
+    Column("visual KV fp16 (MiB)", "kv_visual_mib_fp16", ".1f"),
+)
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| method | T | vision | signals + selection | projector | LLM layers | LM head | total (GFLOPs) | reduction | visual KV fp16 (MiB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    g = 1e9
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['visual_token_num'] or '-'} | {r['vision'] / g:.1f} | {(r['signals'] + r['selection']) / g:.3f} | "
-            f"{r['projector'] / g:.1f} | {r['language_model'] / g:.1f} | {r['lm_head'] / g:.2f} | {r['total'] / g:.1f} | "
-            f"{r['reduction']:.1%} | {r['kv_visual_mib_fp16']:.1f} |"
-        )
-    return "\n".join(lines)
+    return tables.markdown(rows, EXACT_COLUMNS)
 
 
 def main(argv=None) -> None:

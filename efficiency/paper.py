@@ -16,11 +16,14 @@ notes, section 4):
 `exact` in `efficiency.flops` is the accounting of what our code runs; this module is the
 paper's, for reproducing its numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import tables
 from .shapes import CLIP_L_336, VICUNA_7B
+from .tables import Column
 
 MIB = 2**20
 
@@ -100,17 +103,19 @@ def reproduce_table() -> list[dict]:
     """Each paper row beside this accounting at the row's label and at the v1 budget behind it."""
     rows = []
     for row in PAPER_TABLE:
-        rows.append({
-            "method": row.method,
-            "label_tokens": row.tokens,
-            "v1_tokens": row.v1_tokens,
-            "paper_flops_t": row.flops_t,
-            "flops_t_at_label": row_flops(row.method, row.tokens) / 1e12,
-            "flops_t_at_v1_tokens": row_flops(row.method, row.v1_tokens) / 1e12,
-            "paper_storage_mb": row.storage_mb,
-            "storage_mib_at_label": row_storage(row.method, row.tokens),
-            "storage_mib_at_v1_tokens": row_storage(row.method, row.v1_tokens),
-        })
+        rows.append(
+            {
+                "method": row.method,
+                "label_tokens": row.tokens,
+                "v1_tokens": row.v1_tokens,
+                "paper_flops_t": row.flops_t,
+                "flops_t_at_label": row_flops(row.method, row.tokens) / 1e12,
+                "flops_t_at_v1_tokens": row_flops(row.method, row.v1_tokens) / 1e12,
+                "paper_storage_mb": row.storage_mb,
+                "storage_mib_at_label": row_storage(row.method, row.tokens),
+                "storage_mib_at_v1_tokens": row_storage(row.method, row.v1_tokens),
+            }
+        )
     return rows
 
 
@@ -121,31 +126,47 @@ def llava15_reductions(budgets=(128, 64, 32)) -> list[dict]:
     rows = []
     for tokens in budgets:
         pruned = model_flops(tokens)
-        rows.append({
-            "tokens": tokens,
-            "flops_t": pruned / 1e12,
-            "reduction": 1 - pruned / full,
-            "reduction_language_model": 1 - (pruned - vision_flops()) / full_llm,
-        })
+        rows.append(
+            {
+                "tokens": tokens,
+                "flops_t": pruned / 1e12,
+                "reduction": 1 - pruned / full,
+                "reduction_language_model": 1 - (pruned - vision_flops()) / full_llm,
+            }
+        )
     return rows
 
 
+TERA = 1e12
+PAPER_COLUMNS = (
+    Column("method", "method"),
+    Column("label", "label_tokens"),
+    Column("v1 budget", "v1_tokens"),
+    Column("FLOPs paper (T)", "paper_flops_t", ".1f"),
+    Column("ours at v1 budget", "flops_t_at_v1_tokens", ".2f"),
+    Column("ours at label", "flops_t_at_label", ".2f"),
+    Column("storage paper (MB)", "paper_storage_mb", "g"),
+    Column("ours at v1 budget (MiB)", "storage_mib_at_v1_tokens", ".1f"),
+    Column("ours at label (MiB)", "storage_mib_at_label", ".1f"),
+)
+LLAVA15_COLUMNS = (
+    Column("tokens", "tokens"),
+    Column("FLOPs (T)", "flops_t", ".2f"),
+    Column("reduction", "reduction", ".1%"),
+    Column("reduction, language model only", "reduction_language_model", ".1%"),
+)
+
+
 def markdown() -> str:
-    lines = [
-        "LLaVA-NeXT-7B efficiency table (paper) vs the reconstructed accounting",
-        "",
-        "| method | label | v1 budget | FLOPs paper (T) | ours at v1 budget | ours at label | storage paper (MB) | ours at v1 budget (MiB) | ours at label (MiB) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in reproduce_table():
-        lines.append(
-            f"| {r['method']} | {r['label_tokens']} | {r['v1_tokens']} | {r['paper_flops_t']:.1f} | "
-            f"{r['flops_t_at_v1_tokens']:.2f} | {r['flops_t_at_label']:.2f} | {r['paper_storage_mb']:g} | "
-            f"{r['storage_mib_at_v1_tokens']:.1f} | {r['storage_mib_at_label']:.1f} |"
-        )
-    lines += ["", "LLaVA-1.5-7B (576 tokens, 1 crop), same accounting", "",
-              "| tokens | FLOPs (T) | reduction | reduction, language model only |", "|---|---|---|---|",
-              f"| 576 | {model_flops(576) / 1e12:.2f} | - | - |"]
-    for r in llava15_reductions():
-        lines.append(f"| {r['tokens']} | {r['flops_t']:.2f} | {r['reduction']:.1%} | {r['reduction_language_model']:.1%} |")
-    return "\n".join(lines)
+    unpruned = {"tokens": 576, "flops_t": model_flops(576) / TERA, "reduction": None, "reduction_language_model": None}
+    return "\n".join(
+        [
+            "LLaVA-NeXT-7B efficiency table (paper) vs the reconstructed accounting",
+            "",
+            tables.markdown(reproduce_table(), PAPER_COLUMNS),
+            "",
+            "LLaVA-1.5-7B (576 tokens, 1 crop), same accounting",
+            "",
+            tables.markdown([unpruned, *llava15_reductions()], LLAVA15_COLUMNS),
+        ]
+    )

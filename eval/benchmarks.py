@@ -2,6 +2,7 @@
 
 Kept free of heavy imports: the launcher's `--dry-run` and the table renderer read it.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field

@@ -9,26 +9,33 @@ mean score, as Video-LLaVA reports them. Any OpenAI-compatible chat-completions 
 key is read when the judge runs, from the environment variable named by --judge-key-env or from
 --judge-key-file, and is never written anywhere. Replies are logged per question in judge_log.jsonl,
 so an interrupted run resumes; questions the judge could not answer are reported, never scored as "no".
+Requests go through `requests`, attempts and back-off through `tenacity`. lmms-eval's own judge
+providers are not used: they take the endpoint and key from environment variables only (and load a
+.env file), retry at a fixed delay and only on transport errors, not on a reply without a verdict.
 """
+
 from __future__ import annotations
 
 import argparse
 import ast
 import json
 import os
-import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
 PREDICTIONS = "videoqa_predictions.json"
 JUDGED = "judged.json"
 LOG = "judge_log.jsonl"
+FIRST_WAIT_S, MAX_WAIT_S = 1, 30  # back-off between attempts: 1, 2, 4, ... seconds, at most 30
+# What another attempt can fix: the transport or the server (requests' errors: connection, timeout, HTTP
+# status, a body that is not JSON) and a reply that holds no verdict (the judge is asked again).
+RETRYABLE = (requests.RequestException, KeyError, IndexError, TypeError, ValueError, SyntaxError)
 
 # The judge prompt is protocol: Video-LLaVA's eval_gpt_qa.py wording, reproduced so scores compare.
 SYSTEM_PROMPT = (
@@ -61,9 +68,15 @@ class JudgeConfig:
     endpoint: str = "https://api.openai.com/v1/chat/completions"
     key_env: str = "OPENAI_API_KEY"
     key_file: str | None = None
-    retries: int = 5
+    retries: int = 5  # attempts per question
     timeout: float = 60.0
     workers: int = 8
+
+    def __post_init__(self):
+        if self.retries < 1 or self.workers < 1 or self.timeout <= 0:
+            raise ValueError(
+                f"need retries >= 1, workers >= 1, timeout > 0; got {self.retries}, {self.workers}, {self.timeout}"
+            )
 
     def key(self) -> str:
         """The API key, read now (never stored in results or logs)."""
@@ -94,23 +107,27 @@ def ask(config: JudgeConfig, key: str, item: dict) -> dict:
                      {"role": "user", "content": USER_PROMPT.format(**item)}],
         "temperature": 0,
     }  # fmt: skip
-    request = urllib.request.Request(
-        config.endpoint, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-    )  # fmt: skip
-    error = "no attempt"
-    for attempt in range(config.retries):
-        try:
-            with urllib.request.urlopen(request, timeout=config.timeout) as response:
-                payload = json.loads(response.read())
-            reply = payload["choices"][0]["message"]["content"]
-            verdict, score = parse_verdict(reply)
-            return {"question_id": item["question_id"], "verdict": verdict, "score": score, "reply": reply,
-                    "judge_model": payload.get("model", config.model)}  # fmt: skip
-        except (urllib.error.URLError, TimeoutError, KeyError, ValueError, SyntaxError, json.JSONDecodeError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            time.sleep(min(2**attempt, 30) if attempt + 1 < config.retries else 0)
-    return {"question_id": item["question_id"], "error": error}
+
+    def attempt() -> dict:
+        response = requests.post(config.endpoint, json=body, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=config.timeout)  # fmt: skip
+        response.raise_for_status()
+        payload = response.json()
+        reply = payload["choices"][0]["message"]["content"]
+        verdict, score = parse_verdict(reply)
+        return {"question_id": item["question_id"], "verdict": verdict, "score": score, "reply": reply,
+                "judge_model": payload.get("model", config.model)}  # fmt: skip
+
+    attempts = Retrying(
+        stop=stop_after_attempt(config.retries),
+        wait=wait_exponential(multiplier=FIRST_WAIT_S, max=MAX_WAIT_S),
+        retry=retry_if_exception_type(RETRYABLE),
+        reraise=True,  # the last attempt's own error, not tenacity's RetryError, names what went wrong
+    )
+    try:
+        return attempts(attempt)
+    except RETRYABLE as exc:  # every attempt failed: reported as unjudged, never scored
+        return {"question_id": item["question_id"], "error": f"{type(exc).__name__}: {exc}"}
 
 
 def judge_folder(folder: str | Path, config: JudgeConfig) -> dict:
@@ -131,7 +148,8 @@ def judge_folder(folder: str | Path, config: JudgeConfig) -> dict:
     if todo:
         key = config.key()
         with log_path.open("a") as log, ThreadPoolExecutor(config.workers) as pool:
-            for item, result in zip(todo, tqdm(pool.map(lambda i: ask(config, key, i), todo), total=len(todo), desc="judging")):
+            answers = pool.map(lambda i: ask(config, key, i), todo)
+            for item, result in zip(todo, tqdm(answers, total=len(todo), desc="judging")):
                 entry = {**result, "pred": item["pred"], "judge": config.model}
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
@@ -149,7 +167,7 @@ def judge_folder(folder: str | Path, config: JudgeConfig) -> dict:
         "judge_model": config.model,
         "judge_models_reported": sorted({v["judge_model"] for v in verdicts}),
         "endpoint": config.endpoint,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (folder / JUDGED).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -159,7 +177,9 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = JudgeConfig()
     parser.add_argument("--judge-model", default=defaults.model, help=f"judge model name (default {defaults.model})")
     parser.add_argument("--judge-endpoint", default=defaults.endpoint, help="OpenAI-compatible chat-completions URL")
-    parser.add_argument("--judge-key-env", default=defaults.key_env, help=f"variable holding the key (default {defaults.key_env})")
+    parser.add_argument(
+        "--judge-key-env", default=defaults.key_env, help=f"variable holding the key (default {defaults.key_env})"
+    )
     parser.add_argument("--judge-key-file", help="file holding the key (instead of the variable)")
     parser.add_argument("--judge-workers", type=int, default=defaults.workers, help="parallel requests (default 8)")
 
@@ -171,7 +191,9 @@ def config_from(args: argparse.Namespace) -> JudgeConfig:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", help="a video benchmark's results folder (holding submissions/videoqa_predictions.json)")
+    parser.add_argument(
+        "folder", help="a video benchmark's results folder (holding submissions/videoqa_predictions.json)"
+    )
     add_judge_arguments(parser)
     args = parser.parse_args(argv)
     summary = judge_folder(args.folder, config_from(args))

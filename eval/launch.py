@@ -8,8 +8,13 @@
 The model is --model, else the MODEL_PATH variable, else the family's default. Results go to
 results/<model>/<method>/<setting>/<benchmark>/ (see eval/results.py). A finished benchmark is not
 run again unless --rerun (the earlier result stays beside the new one); an interrupted one resumes
-from its per-sample answers.
+from its per-sample answers. A run fails (exit status 1) unless lmms-eval writes its results file:
+lmms-eval itself exits 0 after most errors.
+
+Options may also follow a `--` (as scripts/eval_table.sh passes them): `mme.sh 64 0.5 -- --dry-run`.
+--dry-run only prints the command(s): it creates no folder and writes no file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,15 +23,24 @@ import os
 import shlex
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .benchmarks import BENCHMARKS, FAMILIES, Benchmark
 from .judge import add_judge_arguments
-from .plugin import MODEL_ID
+from .plugin import MODEL_ID, TASKS
 from .results import completed_results, setting_name
 
-TASKS = Path(__file__).resolve().parent / "tasks"  # package data, installed with `eval`
+# tqdm reads its defaults from TQDM_<OPTION>: in a log file every redraw of a bar is a '\r' line the
+# file keeps (ten a second by default), so a bar writing to a log redraws at most this often.
+LOG_PROGRESS_INTERVAL_S = 60
+LOG_ENVIRONMENT = {
+    "TQDM_MININTERVAL": str(LOG_PROGRESS_INTERVAL_S),
+    "TQDM_MAXINTERVAL": str(LOG_PROGRESS_INTERVAL_S),  # else tqdm's monitor thread redraws every 10 s
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",  # datasets' and the Hub's bars (dataset preparation, downloads)
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+SEPARATOR = "--"  # scripts/eval_table.sh puts per-run options after it; a single run accepts it too
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,21 +51,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("tokens", help="visual tokens kept per image (per crop / frame), or 'full' for no pruning")
     parser.add_argument("ratio", help="important ratio in [0, 1], or '-' for methods without one")
     parser.add_argument("method", nargs="?", default="vispruner", help="pruning method (default vispruner)")
-    parser.add_argument("--model", default=os.environ.get("MODEL_PATH"), help="checkpoint (default: $MODEL_PATH, else the family's)")
+    parser.add_argument(
+        "--model", default=os.environ.get("MODEL_PATH"), help="checkpoint (default: $MODEL_PATH, else the family's)"
+    )
     parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes through accelerate launch")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--limit", type=float, help="evaluate only this many samples (a fraction if < 1); kept apart")
     parser.add_argument("--device", help="lmms-eval --device, e.g. cpu (default: cuda)")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="results root (default results/, in the current directory)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="results root (default results/, in the current directory)",
+    )
     parser.add_argument("--conv-template", help="conversation template (default: the family's)")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="more model_args (method options, dtype, ...)")
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more model_args (method options, dtype, ...)",
+    )
     parser.add_argument("--tasks", help="lmms-eval tasks for a benchmark not in the list")
-    parser.add_argument("--metric", action="append", default=[], metavar="TASK:METRIC", help="table value of --tasks (averaged)")
-    parser.add_argument("--scale", type=float, default=100.0, help="table value = mean metric x this (--tasks; default 100)")
-    parser.add_argument("--include-path", type=Path, help="task folder for lmms-eval (default: the tasks shipped in eval/tasks)")
+    parser.add_argument(
+        "--metric", action="append", default=[], metavar="TASK:METRIC", help="table value of --tasks (averaged)"
+    )
+    parser.add_argument(
+        "--scale", type=float, default=100.0, help="table value = mean metric x this (--tasks; default 100)"
+    )
+    parser.add_argument(
+        "--include-path", type=Path, help="task folder for lmms-eval (default: the tasks shipped in eval/tasks)"
+    )
     parser.add_argument("--rerun", action="store_true", help="evaluate again although a result exists (kept)")
     parser.add_argument("--dry-run", action="store_true", help="print the exact command(s) and stop")
     add_judge_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if SEPARATOR in argv:  # options after `--` are this run's options like any other
+        argv.remove(SEPARATOR)
     args = parser.parse_args(argv)
     try:
         _check(args)
@@ -152,7 +188,8 @@ def commands(args: argparse.Namespace) -> list[list[str]]:
 
 
 def run(args: argparse.Namespace, log=None) -> str:
-    """Evaluate; returns "done", "skipped" or "failed". `log`: a file for lmms-eval's output (else the terminal)."""
+    """Evaluate; returns "done", "skipped" or "failed". `log`: a file for lmms-eval's output (else the terminal).
+    --dry-run only prints the commands: nothing is created or written."""
     out = output_folder(args)
     steps = commands(args)
     if args.dry_run:
@@ -173,14 +210,42 @@ def run(args: argparse.Namespace, log=None) -> str:
     (out / "benchmark.json").write_text(json.dumps(args.spec.describe(), indent=2) + "\n")
     with (out / "command.txt").open("a") as handle:
         for step in steps:
-            handle.write(f"# {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n{shlex.join(step)}\n")
+            handle.write(f"# {datetime.now(UTC).isoformat(timespec='seconds')}\n{shlex.join(step)}\n")
     for step in steps:
-        if subprocess.run(step, stdout=log, stderr=subprocess.STDOUT if log else None).returncode:
+        problem = _run_step(step, out, log)
+        if problem:
+            _report(f"FAILED: {problem}; {_where_output_is(log)}")
             return "failed"
     if args.spec.server:
         print(f"{out}: submission files in {out / 'submissions'} -> {args.spec.server}; "
               "put the score in server_score.json as {\"value\": ..., \"source\": ...}")  # fmt: skip
     return "done"
+
+
+def _run_step(step: list[str], out: Path, log) -> str | None:
+    """Run one command; returns why it failed, or None. lmms-eval exits 0 even when it fails (a task not
+    found, a model that does not load: it prints the traceback and carries on), so its proof of
+    success is the results file it writes last, new in `out`."""
+    before = set(completed_results(out))
+    env = {**LOG_ENVIRONMENT, **os.environ} if log else None  # the user's own settings win
+    code = subprocess.run(step, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode
+    name = step[step.index("-m") + 1] if "-m" in step else Path(step[0]).name
+    if code:
+        return f"{name} exited with status {code}"
+    if name == "lmms_eval" and not set(completed_results(out)) - before:
+        return f"lmms_eval wrote no *_results.json under {out} (it exits 0 after an error: its traceback says why)"
+    return None
+
+
+def _where_output_is(log) -> str:
+    name = getattr(log, "name", None)
+    return f"see {name}" if isinstance(name, str) else "see its output above"
+
+
+def _report(message: str) -> None:
+    from tqdm import tqdm  # keeps a table's progress bar intact
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def _validate_method(args: argparse.Namespace) -> None:

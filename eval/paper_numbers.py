@@ -4,9 +4,23 @@ Keys: family -> (method, budget) -> {benchmark or summary: value}. Budget None i
 model. LLaVA-NeXT budgets are per crop (the paper's 640/320/160 totals are 5 crops x 128/64/32);
 Video-LLaVA budgets are per frame (the paper's 455/227/114 totals over 8 frames, nearest 57/28/14).
 """
+
 from __future__ import annotations
 
-_V15_COLUMNS = ("vqav2", "gqa", "vizwiz", "sqa", "textvqa", "pope", "mme", "mmbench", "mmbench_cn", "mmvet", "Acc.", "Rel.")
+_V15_COLUMNS = (
+    "vqav2",
+    "gqa",
+    "vizwiz",
+    "sqa",
+    "textvqa",
+    "pope",
+    "mme",
+    "mmbench",
+    "mmbench_cn",
+    "mmvet",
+    "Acc.",
+    "Rel.",
+)
 _V15 = {
     ("none", None): (78.5, 62.0, 50.0, 66.8, 58.2, 85.9, 1510.7, 64.3, 58.3, 31.1, 63.1, 100.0),
     ("tome", 128): (63.0, 52.4, 50.5, 59.6, 49.1, 62.8, 1088.4, 53.3, 48.8, 27.2, 52.1, 83.9),
@@ -46,7 +60,16 @@ _V16 = {
     ("vispruner", 32): (70.6, 54.7, 56.0, 72.9, 1226.0, 63.1, 86.7),
 }
 
-_VIDEO_COLUMNS = ("TGIF Acc", "TGIF Score", "MSVD Acc", "MSVD Score", "MSRVTT Acc", "MSRVTT Score", "Avg Acc", "Avg Score")
+_VIDEO_COLUMNS = (
+    "TGIF Acc",
+    "TGIF Score",
+    "MSVD Acc",
+    "MSVD Score",
+    "MSRVTT Acc",
+    "MSRVTT Score",
+    "Avg Acc",
+    "Avg Score",
+)
 _VIDEO = {
     ("none", None): (19.8, 2.53, 70.5, 3.93, 57.5, 3.50, 49.3, 3.32),
     ("fastv", 57): (19.2, 2.50, 69.1, 3.91, 54.4, 3.42, 47.6, 3.28),
@@ -59,7 +82,11 @@ _VIDEO = {
 
 PAPER = {
     family: {key: dict(zip(columns, values)) for key, values in rows.items()}
-    for family, columns, rows in (("v1_5", _V15_COLUMNS, _V15), ("v1_6", _V16_COLUMNS, _V16), ("video", _VIDEO_COLUMNS, _VIDEO))
+    for family, columns, rows in (
+        ("v1_5", _V15_COLUMNS, _V15),
+        ("v1_6", _V16_COLUMNS, _V16),
+        ("video", _VIDEO_COLUMNS, _VIDEO),
+    )
 }
 PAPER_LABELS = {"v1_5": "paper, LLaVA-1.5-7B", "v1_6": "paper, LLaVA-NeXT-7B", "video": "paper, Video-LLaVA-7B"}
 

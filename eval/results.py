@@ -12,6 +12,7 @@
 <setting> is `full` (no pruning), `n<T>_r<r>` (T visual tokens, important ratio r) or `n<T>` for
 methods without a ratio; runs with --limit get `_limit<N>` so they never mix with full runs.
 """
+
 from __future__ import annotations
 
 import json

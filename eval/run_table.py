@@ -4,8 +4,10 @@
 
 Finished cells are skipped (their results stay), interrupted ones resume; lmms-eval's output goes
 to each cell's lmms_eval.log and a progress bar shows the cell being run. The table is printed at
-the end (python -m eval.tables). Options after `--` are passed to every benchmark run.
+the end (python -m eval.tables). Options after `--` are passed to every benchmark run. --dry-run,
+before or after `--`, only prints every command: it creates no folder and writes no file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +52,7 @@ def cells(args) -> list[list[str]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     runs = [launch.parse_args(cell + (["--dry-run"] if args.dry_run else [])) for cell in cells(args)]
-    if args.dry_run:
+    if any(run.dry_run for run in runs):  # --dry-run after `--` (passed to every run) is the table's too
         for run in runs:
             launch.run(run)
         return 0
@@ -64,9 +66,8 @@ def main(argv=None) -> int:
             with (out / "lmms_eval.log").open("a") as log:
                 result = launch.run(run, log=log)
             status[result] += 1
-            if result == "failed":
+            if result == "failed":  # launch.run has said why, naming the log
                 failed.append(out)
-                tqdm.write(f"FAILED: {out} (see {out / 'lmms_eval.log'})")
                 if not args.keep_going:
                     break
     print(f"done {status['done']}, already there {status['skipped']}, failed {status['failed']}")

@@ -1,5 +1,6 @@
 """The cells of the Scenette sweep (eval/scenette.py): which options a method runs with on this
 model, where each cell's result lives, and when a stored result may be reused."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,9 @@ from pathlib import Path
 from scenette.prompt import TEMPLATE
 
 from .results import setting_name
+from .scenette_report import BENCHMARK, UNAVAILABLE
 
-GROUP = "scenette"
+GROUP = BENCHMARK  # the lmms-eval group of the Scenette tasks, and every cell file's "benchmark"
 CONV_TEMPLATE = TEMPLATE.name  # the conversation Scenette-LLaVA is trained and evaluated with
 REFERENCE_DEPTH = 32  # LLaVA-1.5-7B's language model: the layer defaults of in-LLM methods refer to it
 
@@ -73,24 +75,37 @@ def checkpoint_id(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+SETTING_KEYS = ("benchmark", "method", "visual_token_num", "options", "adapted", "per_type", "limit", "checkpoint",
+                "conv_template")  # fmt: skip
+
+
 def settings(cell: Cell, args, checkpoint: str) -> dict:
-    """What a cell's result depends on; a stored cell is reused only when these match."""
-    record = {"benchmark": GROUP, "method": cell.method, "visual_token_num": cell.budget, "options": cell.options,
-              "adapted": cell.adapted, "per_type": args.per_type, "limit": args.limit, "checkpoint": checkpoint,
-              "conv_template": CONV_TEMPLATE}  # fmt: skip
-    return json.loads(json.dumps(record))  # tuples as lists, as read back from the file
+    """What a cell's result depends on (SETTING_KEYS); a stored cell is reused only when these match."""
+    values = (GROUP, cell.method, cell.budget, cell.options, cell.adapted, args.per_type, args.limit, checkpoint,
+              CONV_TEMPLATE)  # fmt: skip
+    return json.loads(json.dumps(dict(zip(SETTING_KEYS, values))))  # tuples as lists, as read back from the file
 
 
-def stored(path: Path, expected: dict, rerun: bool) -> dict | None:
-    """The finished cell at `path` if it may be reused; with --rerun the file is moved aside (kept)."""
+def stored(path: Path, expected: dict) -> tuple[dict | None, list[str]]:
+    """The finished cell at `path` (None if there is none) and the settings in which it differs from `expected`."""
     if not path.is_file():
-        return None
+        return None, []
     record = json.loads(path.read_text())
-    if rerun:
-        path.rename(path.with_name(f"{path.stem}.before-{datetime.now():%Y%m%d-%H%M%S}.json"))
-        return None
-    differs = sorted(key for key, value in expected.items() if record.get(key) != value)
-    if differs:
-        raise SystemExit(f"{path} holds a result with other {', '.join(differs)} than this run; pass --rerun to "
-                         "evaluate again (the old file is kept) or choose another --output")  # fmt: skip
-    return record
+    return record, sorted(key for key, value in expected.items() if record.get(key) != value)
+
+
+def set_aside(path: Path) -> None:
+    """--rerun keeps the old result beside the new one (<setting>.before-<time>.json; no table reads it)."""
+    path.rename(path.with_name(f"{path.stem}.before-{datetime.now():%Y%m%d-%H%M%S}.json"))
+
+
+def record_unavailable(output: Path, cells: list[Cell], args, checkpoint: str) -> None:
+    """Add the cells that cannot run, with the reasons, to <output>/unavailable.json (the table's n/a rows)."""
+    path = output / UNAVAILABLE
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    for cell in cells:
+        if cell.reason:
+            key = cell.path(Path(), args.limit).with_suffix("").as_posix()
+            known[key] = {"method": cell.method, "visual_token_num": cell.budget, "per_type": args.per_type,
+                          "checkpoint": checkpoint, "reason": cell.reason}  # fmt: skip
+    path.write_text(json.dumps(known, indent=2) + "\n")

@@ -1,135 +1,195 @@
-"""Outputs of the Scenette sweep (eval/scenette.py): the paper-style table as Markdown and CSV
-(rendered by eval/tables.py) and the plot of relative accuracy against the visual-token budget.
+"""A Scenette sweep folder (eval/scenette.py) as the paper-style table, read from its files alone, so
+the sweep's own report and `python -m eval.tables` are one path; eval/tables.py renders the table.
 
 Rows: the unpruned model, then each budget (largest first) with its methods, VisPruner last, as
 the paper's tables. Columns: accuracy (%) per question type, Acc. = their mean, Rel. = the mean
-over types of accuracy / unpruned accuracy, in % (the paper's definition, as eval/tables.py). A method that cannot run at a budget on this model shows n/a, with the reason
-under the Markdown table.
+over types of accuracy / unpruned accuracy, in % (the paper's definition, as eval/tables.py). A
+method that cannot run at a budget on this model shows n/a, the reason under the table (from
+unavailable.json); a method x budget of the folder's grid without a result file shows "–".
 """
+
 from __future__ import annotations
 
+import json
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-from scenette.questions import QUESTION_TYPES
-
+from .results import parse_setting, setting_name
 from .tables import Line, Table, render
 
+BENCHMARK = "scenette"  # the "benchmark" field of every cell file (eval/scenette_cells.GROUP)
+UNAVAILABLE = "unavailable.json"  # <folder>/unavailable.json: the cells that cannot run, with the reasons
 SUMMARY = ["Acc.", "Rel."]
 NOT_APPLICABLE = "n/a"
 HIGHLIGHT = "vispruner"
+UNPRUNED = "none"
 
 
-def columns() -> list[str]:
-    return [qtype.capitalize() for qtype in QUESTION_TYPES]
+@dataclass
+class Entry:
+    """One method x budget of a sweep: its result file's record, or why there is none."""
+
+    method: str
+    budget: int | None
+    record: dict | None = None
+    reason: str | None = None  # why the method cannot run here; None without a record: no result file
+
+    @property
+    def ratio(self) -> float | None:
+        return (self.record or {}).get("options", {}).get("important_ratio")
 
 
-def _order(pair) -> tuple:
-    cell = pair[0]
-    return (cell.method != "none", -(cell.budget or 0), cell.method == HIGHLIGHT, cell.method)
+@dataclass
+class Sweep:
+    """The cells of one folder made with one checkpoint and one number of questions per type."""
+
+    folder: Path
+    entries: list[Entry]  # in table order: the unpruned model first
+
+    @property
+    def records(self) -> list[dict]:
+        return [entry.record for entry in self.entries if entry.record]
+
+    @property
+    def unpruned(self) -> dict | None:
+        return next((e.record for e in self.entries if e.method == UNPRUNED and e.record), None)
 
 
-def _pairs(cells, records) -> list[tuple]:
-    """(cell, record or None) in table order; records belong to the cells that could run, in order."""
-    found = iter(records)
-    return sorted(((cell, None if cell.reason else next(found)) for cell in cells), key=_order)
+def cell_key(record: dict) -> str:
+    """<method>/<setting>, the file a record lives in, relative to its folder."""
+    ratio = record.get("options", {}).get("important_ratio")
+    return f"{record['method']}/{setting_name(record['method'], record['visual_token_num'], ratio, record['limit'])}"
 
 
-def relative(record: dict, unpruned: dict) -> float | None:
+def read_cells(folder: Path) -> dict[str, dict]:
+    """Every Scenette cell file of `folder` by cell_key; files set aside by --rerun (<setting>.before-<time>.json)
+    and other JSON are not cells."""
+    cells = {}
+    for path in sorted(folder.glob("*/*.json")):
+        if parse_setting(path.stem) is None:
+            continue
+        record = json.loads(path.read_text())
+        if record.get("benchmark") == BENCHMARK:
+            cells[f"{path.parent.name}/{path.stem}"] = record
+    return cells
+
+
+def read_unavailable(folder: Path) -> dict[str, dict]:
+    path = folder / UNAVAILABLE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _order(entry: Entry) -> tuple:
+    return (entry.method != UNPRUNED, -(entry.budget or 0), entry.method == HIGHLIGHT, entry.method, entry.ratio or 0)
+
+
+def load(folder: Path) -> list[Sweep]:
+    """The folder's sweeps, one per (checkpoint, questions per type); each fills the grid of the
+    methods and budgets it has, so a cell without a file shows."""
+    groups: dict[tuple, list[Entry]] = defaultdict(list)
+    for record in read_cells(folder).values():
+        entry = Entry(record["method"], record["visual_token_num"], record)
+        groups[record["checkpoint"], record["per_type"]].append(entry)
+    for note in read_unavailable(folder).values():
+        entry = Entry(note["method"], note["visual_token_num"], reason=note["reason"])
+        groups[note["checkpoint"], note["per_type"]].append(entry)
+    sweeps = []
+    for key in sorted(groups, key=lambda key: (key[1], key[0])):
+        entries = groups[key]
+        pruned = [entry for entry in entries if entry.method != UNPRUNED]
+        present = {(entry.method, entry.budget) for entry in entries}
+        methods, budgets = {e.method for e in pruned}, {e.budget for e in pruned}
+        holes = [Entry(m, b) for m in methods for b in budgets if (m, b) not in present]
+        sweeps.append(Sweep(folder, sorted(entries + holes, key=_order)))
+    return sweeps
+
+
+def relative(record: dict, unpruned: dict | None) -> float | None:
     """Mean over question types of accuracy / unpruned accuracy, in %, over the types the unpruned
     model gets any right (a ratio to 0 is undefined); None if there is none."""
+    if unpruned is None:
+        return None
     base = unpruned["accuracy"]
     types = [t for t in record["accuracy"] if base.get(t)]
     return 100 * sum(record["accuracy"][t] / base[t] for t in types) / len(types) if types else None
 
 
-def build_table(cells, records) -> Table:
-    pairs = _pairs(cells, records)
-    unpruned = pairs[0][1]
+def question_types(sweep: Sweep) -> list[str]:
+    return list(sweep.records[0]["accuracy"])  # in the order the sweep wrote them (scenette.questions)
+
+
+def build_table(sweep: Sweep, label: str = "") -> Table:
+    """The sweep as a table of eval/tables.py; `label` (where the folder is, for eval.tables) ends the title."""
+    types, unpruned = question_types(sweep), sweep.unpruned
+    columns = [qtype.capitalize() for qtype in types]
     lines = []
-    for cell, record in pairs:
-        ratio = cell.options.get("important_ratio")
-        ratio = "" if ratio is None else f"{ratio:g}"
-        if record is None:
-            marks = {label: NOT_APPLICABLE for label in columns() + SUMMARY}
-            lines.append(Line(cell.method, str(cell.budget), ratio, dict.fromkeys(columns()), marks, dict.fromkeys(SUMMARY)))
+    for entry in sweep.entries:
+        ratio = "" if entry.ratio is None else f"{entry.ratio:g}"
+        if entry.record is None:
+            marks = dict.fromkeys(columns + SUMMARY, NOT_APPLICABLE) if entry.reason else {}
+            empty = dict.fromkeys(columns)
+            lines.append(Line(entry.method, str(entry.budget), ratio, empty, marks, dict.fromkeys(SUMMARY)))
             continue
-        values = {label: record["accuracy"][qtype] for label, qtype in zip(columns(), QUESTION_TYPES)}
+        record = entry.record
+        values = {label: record["accuracy"][qtype] for label, qtype in zip(columns, types)}
         summary = {"Acc.": record["mean"], "Rel.": relative(record, unpruned)}
-        if cell.method == "none":
-            lines.append(Line("unpruned", str(record["visual_tokens"]), ratio, values, summary=summary))
-        else:
-            lines.append(Line(cell.method, str(cell.budget), ratio, values, summary=summary))
-    title = f"Scenette-LLaVA ({Path(unpruned['model']).name}), first {unpruned['per_type']} questions of each type"
-    return Table(title, columns(), SUMMARY, lines)
+        unpruned_row = entry.method == UNPRUNED
+        method, tokens = ("unpruned", record["visual_tokens"]) if unpruned_row else (entry.method, entry.budget)
+        lines.append(Line(method, str(tokens), ratio, values, summary=summary))
+    first = unpruned or sweep.records[0]
+    model = Path(first["model"]).name
+    title = f"Scenette-LLaVA ({model}), first {first['per_type']} questions of each type"
+    title += f", in {label}/" if label else ""
+    name = "_".join(["scenette", sweep.folder.name, f"{first['per_type']}-per-type", first["checkpoint"]])  # --out
+    return Table(model, columns, list(SUMMARY), lines, title=title, notes=notes(sweep), name=name)
 
 
-def notes(cells, records) -> list[str]:
+def notes(sweep: Sweep) -> list[str]:
     """How the table was made: definitions, options moved to fit the model, n/a reasons, hardware."""
+    records = sweep.records
     seconds = sum(r["seconds"] for r in records)
     hardware = records[0]["hardware"]
     dates = sorted(r["hardware"]["date"] for r in records)
     out = [
-        "Acc.: mean accuracy (%) over the six question types; Rel.: mean over the types of accuracy / unpruned accuracy (%), as the paper. "
+        "Acc.: mean accuracy (%) over the six question types; Rel.: mean over the types of accuracy / unpruned "
+        "accuracy (%), as the paper. "
         f"{sum(records[0]['questions'].values())} questions per cell, through lmms-eval {records[0]['lmms_eval']} "
         "and the `vispruner` plugin.",
         f"Measured on {hardware['cpu']} ({hardware['device']}, torch threads: {hardware['cpu_threads']}), "
         f"torch {hardware['torch']}, transformers {hardware['transformers']}, {dates[0]} to {dates[-1]}; "
         f"{seconds:.0f} s of evaluation in all.",
     ]
-    adapted = {(c.method, repr(sorted(c.adapted.items()))): c for c in cells if c.adapted}
-    for cell in adapted.values():
-        moved = ", ".join(f"{key}={tuple(value)}" for key, value in cell.adapted.items())
-        out.append(f"{cell.method}: {moved}, its defaults (LLaVA-1.5-7B's 32 layers) at the same relative depth "
+    adapted = {(r["method"], json.dumps(r["adapted"], sort_keys=True)): r for r in records if r["adapted"]}
+    for record in adapted.values():
+        moved = ", ".join(f"{key}={tuple(value)}" for key, value in record["adapted"].items())
+        out.append(f"{record['method']}: {moved}, its defaults (LLaVA-1.5-7B's 32 layers) at the same relative depth "
                    "of this language model.")  # fmt: skip
-    out += [f"{cell.method} at {cell.budget}: n/a ({cell.reason})." for cell in cells if cell.reason]
+    for entry in sweep.entries:
+        if entry.record is None:
+            why = f"n/a ({entry.reason})" if entry.reason else "no result in this folder"
+            out.append(f"{entry.method} at {entry.budget}: {why}.")
     return out
 
 
-def plot(cells, records, path: Path) -> None:
-    """Relative accuracy against the budget (log2 axis), one line per method, VisPruner highlighted."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import NullLocator
-
-    pairs = _pairs(cells, records)
-    unpruned = pairs[0][1]
-    full = unpruned["visual_tokens"]
-    curves: dict[str, list[tuple[int, float]]] = {}
-    for cell, record in pairs[1:]:
-        rel = relative(record, unpruned) if record else None
-        if rel is not None:
-            curves.setdefault(cell.method, []).append((cell.budget, rel))
-    figure = Figure(figsize=(7.5, 4.5), layout="constrained")
-    axes = figure.add_subplot()
-    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i != 3]  # red is VisPruner's
-    baselines = sorted(m for m in curves if m != HIGHLIGHT)
-    for index, method in enumerate(baselines):
-        x, y = zip(*sorted(curves[method]))
-        axes.plot(x, y, marker=".", linewidth=1.2, alpha=0.8, color=palette[index % len(palette)],
-                  linestyle="-" if index < len(palette) else "--", label=method)  # fmt: skip
-    if HIGHLIGHT in curves:
-        x, y = zip(*sorted(curves[HIGHLIGHT]))
-        axes.plot(x, y, marker="o", linewidth=2.8, color="tab:red", label="VisPruner", zorder=5)
-    axes.axhline(100, color="grey", linestyle=":", linewidth=1)
-    axes.plot([full], [100], marker="*", markersize=13, color="black", linestyle="none", label=f"unpruned ({full})", zorder=6)
-    ticks = sorted({cell.budget for cell, _ in pairs[1:]} | {full})
-    axes.set_xscale("log", base=2)
-    axes.set_xticks(ticks, labels=[str(t) for t in ticks])
-    axes.xaxis.set_minor_locator(NullLocator())
-    axes.set_xlim(ticks[0] / 1.2, full * 1.2)
-    axes.set_xlabel("visual tokens kept per image")
-    axes.set_ylabel("relative accuracy (% of unpruned)")
-    axes.set_title(f"Scenette-LLaVA: accuracy kept under pruning ({unpruned['per_type']} questions per type)")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    figure.savefig(path, dpi=150)
+def tables_under(root: Path) -> list[Table]:
+    """A table per Scenette sweep in `root` or any folder below it (a sweep's folder holds none/<setting>.json)."""
+    folders = sorted({path.parent.parent for path in Path(root).rglob(f"{UNPRUNED}/*.json")})
+    return [build_table(sweep, folder.as_posix()) for folder in folders for sweep in load(folder) if sweep.records]
 
 
-def write_report(cells, records, output: Path) -> str:
-    """Write table.md, table.csv and relative_accuracy.png under `output`; returns the Markdown."""
-    table = build_table(cells, records)
-    markdown = render([table], "markdown") + "\n" + "\n".join(f"- {note}" for note in notes(cells, records)) + "\n"
-    (output / "table.md").write_text(markdown)
-    (output / "table.csv").write_text(render([table], "csv"))
-    plot(cells, records, output / "relative_accuracy.png")
+def write_report(folder: Path) -> str:
+    """table.md, table.csv and the plot (relative_accuracy.png; one per sweep when the folder has several)
+    from the folder's files; returns the Markdown."""
+    from .scenette_plot import plot
+
+    sweeps = [sweep for sweep in load(folder) if sweep.records]
+    tables = [build_table(sweep) for sweep in sweeps]
+    markdown = render(tables, "markdown")
+    (folder / "table.md").write_text(markdown)
+    (folder / "table.csv").write_text(render(tables, "csv"))
+    for sweep, table in zip(sweeps, tables):
+        if sweep.unpruned is None:  # Rel. needs the unpruned cell
+            continue
+        plot(sweep, folder / ("relative_accuracy.png" if len(sweeps) == 1 else f"relative_accuracy_{table.stem}.png"))
     return markdown

@@ -7,9 +7,13 @@
 Image tables end with Acc. (plain mean, MME divided by 20) and Rel. (mean of score / unpruned
 score, in %), as the paper computes them; both need every column (else "–"). Video tables end
 with the average accuracy and score. MME is the perception score (cognition beside it). Cells
-waiting for an evaluation server show "sub." (for the GPT judge: "judge"). --paper adds the paper's own numbers under each
-matching row (and the unpruned one).
+waiting for an evaluation server show "sub." (for the GPT judge: "judge"). --paper adds the paper's
+own numbers under each matching row (and the unpruned one).
+
+Scenette sweeps (python -m eval.scenette: <folder>/<method>/<setting>.json, anywhere under the
+given folder) get one table per folder, the same one the sweep prints at its end, notes under it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,6 +27,8 @@ from .paper_numbers import PAPER_LABELS, family_of, paper_row
 from .results import Row, scan
 
 MME = BENCHMARKS["mme"].label
+MISSING = "–"
+FORMATS = {"markdown": "md", "latex": "tex", "csv": "csv"}  # --format -> file suffix for --out
 
 
 @dataclass
@@ -38,10 +44,21 @@ class Line:
 
 @dataclass
 class Table:
-    model: str
+    model: str  # the model folder (CSV's model column)
     columns: list[str]
     summary_columns: list[str]
     lines: list[Line]
+    title: str = ""  # the heading; the model when empty
+    notes: list[str] = field(default_factory=list)  # how the table was made: under it (LaTeX: comments)
+    name: str = ""  # file name stem for --out; the model when empty
+
+    @property
+    def heading(self) -> str:
+        return self.title or self.model
+
+    @property
+    def stem(self) -> str:
+        return (self.name or self.model).replace("/", "_")
 
 
 def build(root: Path, model: str | None = None, paper: bool = False) -> list[Table]:
@@ -126,7 +143,8 @@ def _with_paper_rows(lines, rows, family, columns, summary_columns) -> list[Line
         by_label = {BENCHMARKS[k].label if k in BENCHMARKS else k: v for k, v in reported.items()}
         values = {label: by_label.get(label) for label in columns}
         summary = {label: by_label.get(label) for label in summary_columns}
-        out.append(Line(f"{line.method} ({PAPER_LABELS[family]})", line.tokens, line.ratio, values, summary=summary, paper=True))
+        label = f"{line.method} ({PAPER_LABELS[family]})"
+        out.append(Line(label, line.tokens, line.ratio, values, summary=summary, paper=True))
     return out
 
 
@@ -136,7 +154,7 @@ def _with_paper_rows(lines, rows, family, columns, summary_columns) -> list[Line
 def _cell(line: Line, label: str) -> str:
     value = line.summary.get(label) if label in line.summary else line.values.get(label)
     if value is None:
-        return line.pending.get(label, "–")
+        return line.pending.get(label, MISSING)
     if label == "Rel.":
         return f"{value:.1f}%"
     return f"{value:.2f}" if label.endswith("Score") else f"{value:.1f}"
@@ -144,8 +162,10 @@ def _cell(line: Line, label: str) -> str:
 
 def _grid(table: Table) -> tuple[list[str], list[list[str]]]:
     header = ["Method", "Tokens", "r", *table.columns, *table.summary_columns]
-    body = [[line.method, line.tokens, line.ratio] + [_cell(line, c) for c in table.columns + table.summary_columns]
-            for line in table.lines]  # fmt: skip
+    body = [
+        [line.method, line.tokens, line.ratio] + [_cell(line, c) for c in table.columns + table.summary_columns]
+        for line in table.lines
+    ]
     return header, body
 
 
@@ -153,55 +173,81 @@ def render(tables: list[Table], fmt: str = "markdown") -> str:
     return "\n".join({"markdown": _markdown, "latex": _latex, "csv": _csv}[fmt](table) for table in tables)
 
 
+def markdown_table(header: list[str], body: list[list[str]], title: str = "", right_aligned=()) -> str:
+    """A Markdown table by pytablewriter, cells exactly as given (no type guessing, so 55.0 stays 55.0);
+    the columns at the indices `right_aligned` (numbers) are right-aligned, the others left."""
+    from pytablewriter import MarkdownTableWriter
+    from pytablewriter.style import Style
+    from pytablewriter.typehint import String
+
+    aligned = [Style(align="right" if i in right_aligned else "left") for i in range(len(header))]
+    writer = MarkdownTableWriter(table_name=title, headers=header, value_matrix=body, margin=1,
+                                 type_hints=[String] * len(header), column_styles=aligned)  # fmt: skip
+    return writer.dumps()
+
+
 def _markdown(table: Table) -> str:
     header, body = _grid(table)
-    lines = [f"**{table.model}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines) + "\n"
+    notes = "".join(f"\n- {note}" for note in table.notes)
+    table_text = markdown_table(header, body, table.heading, right_aligned=range(3, len(header)))
+    return table_text + (notes + "\n" if notes else "")
 
 
 def _latex(table: Table) -> str:
+    # Written here: pytablewriter's LaTeX writer makes a math-mode array of \verb cells, not a booktabs tabular.
     header, body = _grid(table)
-    escape = lambda s: s.replace("\\", "\\textbackslash{}").replace("%", "\\%").replace("_", "\\_").replace("&", "\\&")  # noqa: E731
-    lines = [f"% {table.model}", "\\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", "\\toprule",
+    escape = lambda s: (  # noqa: E731
+        s.replace("\\", "\\textbackslash{}").replace("%", "\\%").replace("_", "\\_").replace("&", "\\&")
+    )
+    lines = [f"% {table.heading}", "\\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", "\\toprule",
              " & ".join(escape(h) for h in header) + " \\\\", "\\midrule"]  # fmt: skip
     lines += [" & ".join(escape(c) for c in row) + " \\\\" for row in body]
-    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += ["\\bottomrule", "\\end{tabular}"] + [f"% {note}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
 
 def _csv(table: Table) -> str:
+    # The standard library's writer: pytablewriter quotes every field (the header too) or none, never only where needed.
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    header = ["model", "method", "tokens", "ratio", *table.columns, *table.summary_columns]
-    writer.writerow(header)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "method", "tokens", "ratio", *table.columns, *table.summary_columns])
     for line in table.lines:
-        cells = [line.summary.get(c) if c in line.summary else line.values.get(c) for c in table.columns + table.summary_columns]
-        writer.writerow([table.model, line.method, line.tokens, line.ratio] + ["" if v is None else f"{v:.6g}" for v in cells])
+        values = [line.summary.get(c, line.values.get(c)) for c in table.columns + table.summary_columns]
+        numbers = ["" if v is None else f"{v:.6g}" for v in values]
+        writer.writerow([table.model, line.method, line.tokens, line.ratio, *numbers])
     return buffer.getvalue()
+
+
+def collect(root: Path, model: str | None = None, paper: bool = False) -> list[Table]:
+    """Every table under `root`: the launcher's results tree, then each Scenette sweep folder."""
+    from .scenette_report import tables_under
+
+    scenette = [table for table in tables_under(root) if model is None or table.model == model]
+    return build(root, model, paper) + scenette
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.tables", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("results", type=Path, help="results root (results/)")
-    parser.add_argument("--model", help="only this model folder")
-    parser.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    parser.add_argument("results", type=Path, help="results root (results/), or one Scenette sweep folder")
+    parser.add_argument("--model", help="only this model folder (Scenette: the checkpoint's folder name)")
+    parser.add_argument("--format", choices=tuple(FORMATS), default="markdown")
     parser.add_argument("--paper", action="store_true", help="add the paper's numbers under matching rows")
     parser.add_argument("--out", type=Path, help="write table_<model>.md/.tex/.csv here instead of printing")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         parser.error(f"{args.results}: no such folder")
-    tables = build(args.results, args.model, args.paper)
+    tables = collect(args.results, args.model, args.paper)
     if not tables:
-        parser.error(f"{args.results}: no results (<model>/<method>/<setting>/<benchmark>/benchmark.json)")
+        parser.error(f"{args.results}: no results (<model>/<method>/<setting>/<benchmark>/benchmark.json, "
+                     "or a Scenette sweep's <folder>/<method>/<setting>.json)")  # fmt: skip
     if args.out is None:
         print(render(tables, args.format), end="")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     for table in tables:
-        for fmt, suffix in (("markdown", "md"), ("latex", "tex"), ("csv", "csv")):
-            path = args.out / f"table_{table.model}.{suffix}"
+        for fmt, suffix in FORMATS.items():
+            path = args.out / f"table_{table.stem}.{suffix}"
             path.write_text(render([table], fmt))
             print(path)
     return 0

@@ -8,6 +8,7 @@ question_id, question, answer, type and the absolute path of its video. Video-LL
 lists of {video_name, question, question_id} and {answer, type, question_id}; a question file
 subset (e.g. FasterVLM's test_q_1k.json) gives that subset.
 """
+
 from __future__ import annotations
 
 import argparse

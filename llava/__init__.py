@@ -5,6 +5,7 @@
 >>> model.generate(**processor(text=prompt, images=image, return_tensors="pt"))
 >>> llava.remove_pruning(model)
 """
+
 import importlib
 
 # Public names and the submodule holding each, imported on first use: `import llava` stays cheap

@@ -4,10 +4,11 @@ Eager attention materialises an N x N map per head in every layer only to expose
 signal needs one query row of one layer. The helpers here capture that layer's own query and key
 projections as it runs (no extra matmuls) and turn one query row into softmax weights.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -79,6 +80,7 @@ def causal_rows_softmax(
     scores = (q @ k.transpose(-1, -2)) * scale
     visible = key_mask[:, None, :] & (torch.arange(length, device=key.device) <= query_index[..., None])
     return torch.softmax(scores.masked_fill(~visible[:, None], float("-inf")), dim=-1)
+
 
 def split_heads(projected: torch.Tensor, num_heads: int) -> torch.Tensor:
     """[B, N, H * d] projections -> [B, H, N, d]."""

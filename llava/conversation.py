@@ -8,10 +8,12 @@ Only the templates the LLaVA-1.5/1.6 (Vicuna) checkpoints and their evaluation u
 strings are protocol, reproduced exactly from LLaVA's `conversation.py` (`conv_vicuna_v1`,
 `conv_llava_v1`, `conv_llava_plain`); tests pin them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 Message = tuple[str, "str | None"]
 

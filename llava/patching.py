@@ -3,6 +3,7 @@
 Methods are overridden by setting an attribute on one object (its `__dict__` shadows the class),
 so other instances of the same class are untouched and removal restores the original lookup.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -9,10 +9,11 @@ sequence), so tokenizing the joined string would feed the model different ids th
 The number of placeholder ids each image needs comes from the processor itself
 (`replace_image_token`), so every transformers processor family counts its own tokens.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import BatchFeature
@@ -26,7 +27,9 @@ def tokenize_like_llava(tokenizer, prompt: str, media_ids: Sequence[list[int]]) 
     """Ids of `prompt` with the i-th placeholder replaced by `media_ids[i]`, pieces tokenized separately."""
     pieces = _PLACEHOLDER.split(prompt)[::2]
     if len(pieces) - 1 != len(media_ids):
-        raise ValueError(f"the prompt has {len(pieces) - 1} media placeholders but {len(media_ids)} images/videos were given")
+        raise ValueError(
+            f"the prompt has {len(pieces) - 1} media placeholders but {len(media_ids)} images/videos were given"
+        )
     encoded = [tokenizer(piece).input_ids for piece in pieces]
     bos = tokenizer.bos_token_id
     starts_with_bos = bos is not None and len(encoded[0]) > 0 and encoded[0][0] == bos

@@ -8,6 +8,7 @@ Transformers' video processors need torchvision, which CPU machines here cannot 
 model's image processor over the frames gives the same `pixel_values_videos` the Video-LLaVA and
 LLaVA-NeXT-Video processors build (resize, crop, normalise per frame).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

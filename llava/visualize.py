@@ -1,4 +1,5 @@
 """Pictures of which patches a pruning method kept."""
+
 from __future__ import annotations
 
 import torch

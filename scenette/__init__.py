@@ -6,6 +6,7 @@ model trained on it here, so the whole pruning pipeline runs offline on a CPU wi
 >>> rows = scenette.eval_rows("reading")                    # a fixed evaluation set
 >>> scenette.evaluate(model, processor, rows)["accuracy"]   # {"reading": ...}
 """
+
 import importlib
 
 # Public names and the submodule holding each; imported on first use, so `python -m

@@ -12,13 +12,15 @@ the left half of the image nearly blank), fitted on a few dozen training images.
 units start at zero, so the language model first sees clean per-patch descriptions; everything is
 trained afterwards.
 """
+
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
 from llava.models import clip
-from .train_vision import NO_COLOUR, NO_GLYPH, NO_SHAPE, NUM_PAIRS, batch, patch_pairs, patch_places
+
+from .vision_training import NO_COLOUR, NO_GLYPH, NO_SHAPE, NUM_PAIRS, batch, patch_pairs, patch_places
 
 RIDGE = 0.1
 TARGET_SCALE = 2.0  # read-out units start at about +-2 before the projector's GELU
@@ -65,4 +67,9 @@ def align_projector(model, seeds: list[int], batch_size: int = 16) -> dict:
     first.weight[:count] = (TARGET_SCALE * solution[:-1].T).to(first.weight.dtype)
     first.bias[:count] = (TARGET_SCALE * solution[-1]).to(first.bias.dtype)
     kind_fit = (fitted[:, :3].argmax(1) == y[:, :3].argmax(1)).double().mean()
-    return {"images": len(seeds), "units": count, "kind_accuracy": float(kind_fit), "r2": float(1 - ((fitted - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())}
+    return {
+        "images": len(seeds),
+        "units": count,
+        "kind_accuracy": float(kind_fit),
+        "r2": float(1 - ((fitted - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()),
+    }

@@ -5,14 +5,13 @@ only a meaningful signal if [CLS] looks at the shapes and the sign rather than t
 
     python -m scenette.attention_check            # shipped model, 96 evaluation images
 """
+
 from __future__ import annotations
 
 import argparse
 
 import numpy as np
-import torch
 
-from llava.models import clip
 from .data import eval_rows
 from .scene import BACKGROUND_LABEL, render, sample_scene
 
@@ -20,6 +19,10 @@ from .scene import BACKGROUND_LABEL, render, sample_scene
 def content_share(model, processor, seeds: list[int], batch_size: int = 16) -> dict:
     """Mean share of [CLS] attention (head mean, feature layer) on patches that are mostly object or
     sign, next to the share of such patches in the image (what uniform attention would give)."""
+    import torch  # here, not at the top: `--help` answers without loading torch
+
+    from llava.models import clip
+
     tower = model.model.vision_tower
     patch = tower.config.patch_size
     shares, areas = [], []
@@ -36,16 +39,20 @@ def content_share(model, processor, seeds: list[int], batch_size: int = 16) -> d
             content = torch.from_numpy((blocks != BACKGROUND_LABEL).mean(1) >= 0.5)
             shares.append(float(attention[row][content].sum() / attention[row].sum()))
             areas.append(float(content.float().mean()))
-    return {"images": len(shares), "cls_attention_on_content": float(np.mean(shares)), "content_area": float(np.mean(areas))}
+    return {
+        "images": len(shares),
+        "cls_attention_on_content": float(np.mean(shares)),
+        "content_area": float(np.mean(areas)),
+    }
 
 
 def main(argv=None) -> None:
-    from .model import load_default
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a Scenette-LLaVA folder (default: the shipped checkpoint)")
     parser.add_argument("--images", type=int, default=96)
     args = parser.parse_args(argv)
+    from .model import load_default  # torch and the model classes load here, after `--help` has answered
+
     model, processor = load_default(args.model)
     seeds = sorted({row["scene_seed"] for row in eval_rows()})[: args.images]
     result = content_share(model, processor, seeds)

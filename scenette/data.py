@@ -6,12 +6,13 @@ first use to the user's cache folder (`DATA_DIR`: `platformdirs.user_cache_path(
 e.g. ~/.cache/vispruner/scenette on Linux; never inside the installed package) and rebuilt whenever
 the generator's version changes: `python -m scenette.data [--output FOLDER]` writes them explicitly.
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from platformdirs import user_cache_path
@@ -63,7 +64,7 @@ def fingerprint(rows: list[dict]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _eval_rows(qtype: str) -> tuple[dict, ...]:
     return tuple(to_row(q, i) for i, q in enumerate(build_eval_set(qtype)))
 
@@ -80,7 +81,11 @@ def eval_rows(qtype: str | None = None) -> list[dict]:
 def validation_rows(per_type: int) -> list[dict]:
     """Questions built like the evaluation sets from their own scenes, for watching training
     without looking at the evaluation sets."""
-    return [to_row(q, i) for qtype in QUESTION_TYPES for i, q in enumerate(build_eval_set(qtype, per_type, VALIDATION_SEED_BASE))]
+    return [
+        to_row(q, i)
+        for qtype in QUESTION_TYPES
+        for i, q in enumerate(build_eval_set(qtype, per_type, VALIDATION_SEED_BASE))
+    ]
 
 
 def subset(rows: list[dict], per_type: int) -> list[dict]:
@@ -128,7 +133,9 @@ def main(argv=None) -> None:
         answers = {}
         for row in rows:
             answers[row["answer"]] = answers.get(row["answer"], 0) + 1
-        print(f"{path}: {len(rows)} questions, fingerprint {fingerprint(rows)}, answers {dict(sorted(answers.items()))}")
+        print(
+            f"{path}: {len(rows)} questions, fingerprint {fingerprint(rows)}, answers {dict(sorted(answers.items()))}"
+        )
         if args.images:
             folder = args.output / "images"
             folder.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ the main command, `python -m eval.scenette`, goes through lmms-eval): same rows,
 same scoring function (`prompt.score_answer`), batched greedy generation. Works on a model with
 `llava.apply_pruning(...)` applied, since it only calls `processor(...)` and `model.generate(...)`.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -17,7 +18,9 @@ from .prompt import conversation, score_answer
 from .questions import QUESTION_TYPES
 
 
-def predict(model, processor, rows: list[dict], batch_size: int = 16, max_new_tokens: int = 6, progress: bool = True) -> list[str]:
+def predict(
+    model, processor, rows: list[dict], batch_size: int = 16, max_new_tokens: int = 6, progress: bool = True
+) -> list[str]:
     """The model's answer to each row (greedy, special tokens dropped, outer spaces stripped)."""
     answers: list[str] = []
     batches = range(0, len(rows), batch_size)

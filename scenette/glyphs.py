@@ -3,6 +3,7 @@
 Drawn here instead of taken from a font file, so the rendered pixels do not depend on the Pillow or
 FreeType version. Letters that look like digits at this size (O, I, S, B, Z) are left out.
 """
+
 from __future__ import annotations
 
 import numpy as np

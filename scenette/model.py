@@ -4,6 +4,7 @@
 2-layer MLP projector (GELU), and a Llama language model (RoPE); features from the penultimate
 vision layer with [CLS] dropped ("default"), exactly as LLaVA-1.5 reads them.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -11,15 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoProcessor,
-    CLIPImageProcessorPil,
-    CLIPVisionConfig,
-    LlamaConfig,
-    LlavaConfig,
-    LlavaForConditionalGeneration,
-    LlavaProcessor,
-)
+import transformers  # its classes load on first use, so `--help` stays fast
 
 from .prompt import TEMPLATE
 from .scene import IMAGE_SIZE
@@ -32,12 +25,16 @@ PATCH_SIZE = 14
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 # LLaVA-1.5's template (system line included), for chat-style wrappers (e.g. lmms-eval's llava_hf).
-CHAT_TEMPLATE = TEMPLATE.system + TEMPLATE.sep + (
-    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
-    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %} "
-    "{% else %}ASSISTANT: {% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}</s>"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+CHAT_TEMPLATE = (
+    TEMPLATE.system
+    + TEMPLATE.sep
+    + (
+        "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+        "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+        "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %} "
+        "{% else %}ASSISTANT: {% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}</s>"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    )
 )
 
 
@@ -52,15 +49,15 @@ class Sizes:
     max_positions: int = 1024
 
 
-def build_processor(tokenizer=None) -> LlavaProcessor:
+def build_processor(tokenizer=None) -> transformers.LlavaProcessor:
     tokenizer = build_tokenizer() if tokenizer is None else tokenizer
-    image_processor = CLIPImageProcessorPil(
+    image_processor = transformers.CLIPImageProcessorPil(
         size={"shortest_edge": IMAGE_SIZE},
         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     )
-    return LlavaProcessor(
+    return transformers.LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=PATCH_SIZE,
@@ -70,8 +67,8 @@ def build_processor(tokenizer=None) -> LlavaProcessor:
     )
 
 
-def vision_config(sizes: Sizes) -> CLIPVisionConfig:
-    return CLIPVisionConfig(
+def vision_config(sizes: Sizes) -> transformers.CLIPVisionConfig:
+    return transformers.CLIPVisionConfig(
         hidden_size=sizes.vision_hidden,
         intermediate_size=4 * sizes.vision_hidden,
         num_hidden_layers=sizes.vision_layers,
@@ -82,8 +79,8 @@ def vision_config(sizes: Sizes) -> CLIPVisionConfig:
     )
 
 
-def model_config(tokenizer, sizes: Sizes = Sizes()) -> LlavaConfig:
-    text = LlamaConfig(
+def model_config(tokenizer, sizes: Sizes = Sizes()) -> transformers.LlavaConfig:
+    text = transformers.LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=sizes.text_hidden,
         intermediate_size=3 * sizes.text_hidden,
@@ -97,7 +94,7 @@ def model_config(tokenizer, sizes: Sizes = Sizes()) -> LlavaConfig:
         tie_word_embeddings=False,
         initializer_range=sizes.text_hidden**-0.5,  # Llama's 0.02 suits width 4096; at 128 it stalls learning
     )
-    return LlavaConfig(
+    return transformers.LlavaConfig(
         vision_config=vision_config(sizes),
         text_config=text,
         image_token_id=tokenizer.image_token_id,
@@ -107,9 +104,9 @@ def model_config(tokenizer, sizes: Sizes = Sizes()) -> LlavaConfig:
     )
 
 
-def new_model(tokenizer, sizes: Sizes = Sizes(), seed: int = 0) -> LlavaForConditionalGeneration:
+def new_model(tokenizer, sizes: Sizes = Sizes(), seed: int = 0) -> transformers.LlavaForConditionalGeneration:
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(model_config(tokenizer, sizes))
+    model = transformers.LlavaForConditionalGeneration(model_config(tokenizer, sizes))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.max_new_tokens = 8
@@ -121,7 +118,9 @@ def sizes_dict(sizes: Sizes) -> dict:
     return asdict(sizes)
 
 
-def load_default(path: str | Path | None = None) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+def load_default(
+    path: str | Path | None = None,
+) -> tuple[transformers.LlavaForConditionalGeneration, transformers.LlavaProcessor]:
     """The shipped Scenette-LLaVA checkpoint (or the one at `path`) and its processor, in eval mode."""
     path = Path(path) if path is not None else CHECKPOINT
     if not (path / "config.json").is_file():
@@ -129,5 +128,5 @@ def load_default(path: str | Path | None = None) -> tuple[LlavaForConditionalGen
             f"no Scenette-LLaVA checkpoint at {path} (config.json missing); "
             "train one with `bash scripts/train_scenette.sh` or pass the folder of one"
         )
-    model = LlavaForConditionalGeneration.from_pretrained(path).eval()
-    return model, AutoProcessor.from_pretrained(path)
+    model = transformers.LlavaForConditionalGeneration.from_pretrained(path).eval()
+    return model, transformers.AutoProcessor.from_pretrained(path)

@@ -4,6 +4,7 @@ the direct evaluation and the lmms-eval task).
 Prompts use LLaVA-1.5's evaluation template (`vicuna_v1` from `llava.conversation`, the one our
 lmms-eval plugin uses by default), so training, the direct evaluation and lmms-eval agree token for token.
 """
+
 from __future__ import annotations
 
 import re

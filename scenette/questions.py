@@ -9,6 +9,7 @@
 * position   (GQA rel):  left or right of the image centre; quadrant of the image
 * reading    (TextVQA):  "What is written on the sign?" -> the digit or letter
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -30,10 +31,15 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 POPULAR_TOP_K = 3  # a "popular" negative is one of the 3 most frequent absent pairs
 POSITION_MARGIN = 14  # an object's centre must be this far (one patch) from a dividing line
-PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars", "cross": "crosses", "diamond": "diamonds"}
-_PAIR_FREQUENCY = {
-    (c, s): wc * ws for c, wc in zip(COLOURS, COLOUR_WEIGHTS) for s, ws in zip(SHAPES, SHAPE_WEIGHTS)
+PLURALS = {
+    "circle": "circles",
+    "square": "squares",
+    "triangle": "triangles",
+    "star": "stars",
+    "cross": "crosses",
+    "diamond": "diamonds",
 }
+_PAIR_FREQUENCY = {(c, s): wc * ws for c, wc in zip(COLOURS, COLOUR_WEIGHTS) for s, ws in zip(SHAPES, SHAPE_WEIGHTS)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,9 @@ def existence(scene: Scene, rng, category: str, want_yes: bool) -> Question | No
     if pair is None:
         return None
     colour, shape = pair
-    return Question("existence", category, f"Is there a {colour} {shape} in the image?", "yes" if want_yes else "no", scene.seed)
+    return Question(
+        "existence", category, f"Is there a {colour} {shape} in the image?", "yes" if want_yes else "no", scene.seed
+    )
 
 
 def colour(scene: Scene, rng, category: str = "colour") -> Question | None:
@@ -135,7 +143,9 @@ def reading(scene: Scene, rng, category: str = "glyph") -> Question | None:
     return Question("reading", category, "What is written on the sign?", scene.sign.glyph, scene.seed)
 
 
-def make_question(scene: Scene, qtype: str, category: str, rng: np.random.Generator, want_yes: bool | None = None) -> Question | None:
+def make_question(
+    scene: Scene, qtype: str, category: str, rng: np.random.Generator, want_yes: bool | None = None
+) -> Question | None:
     """One question of `qtype`/`category` about `scene`, or None if the scene cannot pose it."""
     if qtype == "existence":
         return existence(scene, rng, category, bool(rng.random() < 0.5) if want_yes is None else want_yes)

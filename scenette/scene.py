@@ -12,6 +12,7 @@ sub-patch offsets it learned neither shapes nor glyphs within our CPU budget).
 `sample_scene` draws a scene from an integer seed; `render` turns it into an RGB image and a
 per-pixel label map (which object, which sign, or background) that vision pretraining uses.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -132,7 +133,13 @@ def sample_scene(seed: int, size: int = IMAGE_SIZE, signs: int = 1) -> Scene:
     drafts = []
     for _ in range(count):
         low, high = SIZE_CLASSES[_choice(rng, tuple(SIZE_CLASSES), SIZE_WEIGHTS)]
-        drafts.append((int(rng.integers(low, high + 1)), _choice(rng, SHAPES, SHAPE_WEIGHTS), _choice(rng, tuple(COLOURS), COLOUR_WEIGHTS)))
+        drafts.append(
+            (
+                int(rng.integers(low, high + 1)),
+                _choice(rng, SHAPES, SHAPE_WEIGHTS),
+                _choice(rng, tuple(COLOURS), COLOUR_WEIGHTS),
+            )
+        )
     objects = []
     for cells, shape, colour in sorted(drafts, key=lambda d: -d[0]):  # big ones first: they are hardest to fit
         spot = _place(rng, cells, free)
@@ -218,7 +225,9 @@ def background(texture_seed: int, size: int = IMAGE_SIZE) -> np.ndarray:
     kind = int(rng.integers(0, 3))
     if kind == 0:  # stripes at a random angle
         angle, period, phase = rng.uniform(0, np.pi), rng.uniform(6, 40), rng.uniform(0, 2 * np.pi)
-        texture = texture + rng.uniform(8, 25) * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period + phase)
+        texture = texture + rng.uniform(8, 25) * np.sin(
+            2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period + phase
+        )
     elif kind == 1:  # checks
         cell = rng.uniform(10, 48)
         texture = texture + rng.uniform(8, 22) * np.where((np.floor(x / cell) + np.floor(y / cell)) % 2 == 0, 1.0, -1.0)

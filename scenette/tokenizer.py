@@ -5,10 +5,11 @@ entries), each punctuation mark is one token and other whitespace characters are
 decoding concatenates the pieces, so text round-trips exactly. The vocabulary is every piece of
 every prompt and answer the benchmark can produce, in sorted order after the special tokens.
 """
+
 from __future__ import annotations
 
+import transformers  # its classes load on first use, so `--help` stays fast
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
 
 from .prompt import ANSWER_INSTRUCTION, END_OF_TURN, IMAGE_TOKEN, conversation, follow_up, question_text
 from .questions import all_question_texts, answer_vocabulary
@@ -30,7 +31,7 @@ def corpus() -> list[str]:
     return texts
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_tokenizer() -> transformers.PreTrainedTokenizerFast:
     pieces = set()
     splitter = _pre_tokenizer()
     for text in corpus():
@@ -43,7 +44,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     backend.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
     )
-    return PreTrainedTokenizerFast(
+    return transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS,
         eos_token=END_OF_TURN,

@@ -1,20 +1,18 @@
 """What both training stages share: seeds, the learning-rate schedule, a resumable loop with a
 progress bar and a log file."""
+
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
 
 from .data import TRAIN_SEED_STRIDE
-
-# Training writes relative to the current directory (never into the installed package).
-RUNS_DIR = Path("runs") / "scenette"
 
 
 def train_scene_seeds(run_seed: int, stage_offset: int, step: int, batch_size: int) -> list[int]:
@@ -103,11 +101,16 @@ def run_loop(
             running[key] = 0.9 * running.get(key, value) + 0.1 * value
         bar.set_postfix({k: f"{v:.3f}" for k, v in list(running.items())[:4]})
         if (step + 1) % 25 == 0 or step + 1 == total_steps:
-            log(f"{name} step {step + 1}/{total_steps} lr {lr:.2e} " + json.dumps({k: round(v, 4) for k, v in running.items()}))
+            log(
+                f"{name} step {step + 1}/{total_steps} lr {lr:.2e} "
+                + json.dumps({k: round(v, 4) for k, v in running.items()})
+            )
         if (step + 1) % save_every == 0 or step + 1 == total_steps:
             save(step + 1)
             if on_save is not None:
                 on_save(step + 1)
     seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu_began
-    log(f"{name}: done, {total_steps - start} steps in {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU ({torch.get_num_threads()} threads)")
+    log(
+        f"{name}: done, {total_steps - start} steps in {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU ({torch.get_num_threads()} threads)"
+    )
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "resumed_from": start}

@@ -1,8 +1,8 @@
 import pytest
 import torch
-from support import shapes_image  # pytest puts tests/ on sys.path: the helpers and oracles live there
 
 from llava.testing import build_tiny_llava
+from support import shapes_image  # pytest puts tests/ on sys.path: the helpers and oracles live there
 
 # Tiny models gain nothing from intra-op threads, and when other processes share the cores, spinning
 # OpenMP workers slow every small matmul down by up to 100x; one thread keeps the suite fast.

@@ -1,12 +1,13 @@
 """A tiny original-layout LLaVA checkpoint and a local lmms-eval task, for the evaluation tests."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from support import shapes_image
 from llava.testing import build_tiny_llava
 from original_layout import llava_next_like, save_clip, save_original
+from support import shapes_image
 
 TASK = "vispruner_smoke"
 DEFAULT_POST = "\nAnswer briefly."
@@ -48,7 +49,7 @@ metadata:
   version: 0.0
 """
 
-TASK_UTILS = '''from PIL import Image
+TASK_UTILS = """from PIL import Image
 
 
 def doc_to_visual(doc):
@@ -62,7 +63,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 def process_results(doc, results):
     answer = results[0].strip()
     return {"exact_match": float(answer.lower() == doc["answer"]), "answer_length": float(len(answer))}
-'''
+"""
 
 
 def write_checkpoint(folder: Path) -> Path:
@@ -92,8 +93,44 @@ def write_task(folder: Path, num_docs: int = 5) -> Path:
     task_dir = folder / "tasks" / TASK
     task_dir.mkdir(parents=True)
     (task_dir / f"{TASK}.yaml").write_text(
-        TASK_YAML.format(task=TASK, data=data, default_post=json.dumps(DEFAULT_POST), llava_post=json.dumps(LLAVA_POST),
-                         llava_max=LLAVA_MAX_NEW_TOKENS)  # fmt: skip
+        TASK_YAML.format(
+            task=TASK,
+            data=data,
+            default_post=json.dumps(DEFAULT_POST),
+            llava_post=json.dumps(LLAVA_POST),
+            llava_max=LLAVA_MAX_NEW_TOKENS,
+        )  # fmt: skip
     )
     (task_dir / "utils.py").write_text(TASK_UTILS)
     return folder / "tasks"
+
+
+FAKE_LMMS_EVAL = '''"""A stand-in for `python -m lmms_eval`; --tasks picks: fake_ok, fake_silent or fake_exit."""
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+argv = sys.argv[1:]
+out, task = Path(argv[argv.index("--output_path") + 1]), argv[argv.index("--tasks") + 1]
+if task == "fake_exit":
+    sys.exit(3)
+if task == "fake_silent":  # what lmms-eval 0.7.3 does after an error: print the traceback, exit 0
+    print("Traceback (most recent call last):\\nValueError: Tasks not found: fake_silent")
+    sys.exit(0)
+for _ in tqdm(range({steps}), desc="fake progress"):  # about a second: ten redraws at tqdm's defaults
+    time.sleep({step_s})
+(out / "fake").mkdir(parents=True, exist_ok=True)
+(out / "fake" / "20260101_000000_results.json").write_text('{{"results": {{}}}}')
+'''
+FAKE_STEPS, FAKE_STEP_S = 100, 0.01
+
+
+def write_fake_lmms_eval(folder: Path) -> Path:
+    """A folder to put first on PYTHONPATH so that `python -m lmms_eval` runs the stand-in above."""
+    package = folder / "fake_lmms_eval" / "lmms_eval"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(FAKE_LMMS_EVAL.format(steps=FAKE_STEPS, step_s=FAKE_STEP_S))
+    return package.parent

@@ -1,4 +1,5 @@
 """Shared checks for the model-family tests: what the language model receives, stock vs pruned."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@
 Everything here is restated from the original layout independently of `llava.checkpoints`: key
 names are spelled out literally, so a wrong mapping in the loader cannot make the test pass.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,11 +94,15 @@ def save_original(
         "torch_dtype": "float32",
     }
     if aspect == "anyres":
-        config.update(image_grid_pinpoints=pinpoints, mm_patch_merge_type="spatial_unpad", unfreeze_mm_vision_tower=True)
+        config.update(
+            image_grid_pinpoints=pinpoints, mm_patch_merge_type="spatial_unpad", unfreeze_mm_vision_tower=True
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     save_file(original_state_dict(model, with_vision), str(folder / "model.safetensors"), metadata={"format": "pt"})
-    GenerationConfig(bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id).save_pretrained(folder)
+    GenerationConfig(
+        bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id
+    ).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -145,7 +150,9 @@ def anyres_views(image: Image.Image, pinpoints, crop: int, base: int) -> list[Im
         new_w, new_h = min(math.ceil(width * target_h / height), target_w), target_h
     padded = Image.new("RGB", (target_w, target_h), (0, 0, 0))
     padded.paste(image.resize((new_w, new_h)), ((target_w - new_w) // 2, (target_h - new_h) // 2))
-    tiles = [padded.crop((x, y, x + crop, y + crop)) for y in range(0, target_h, crop) for x in range(0, target_w, crop)]
+    tiles = [
+        padded.crop((x, y, x + crop, y + crop)) for y in range(0, target_h, crop) for x in range(0, target_w, crop)
+    ]
     return [image.resize((base, base))] + tiles
 
 
@@ -161,4 +168,3 @@ def llava_next_like(model, pinpoints, seed: int = 1) -> LlavaNextForConditionalG
     )
     torch.manual_seed(seed)
     return LlavaNextForConditionalGeneration(config).eval()
-

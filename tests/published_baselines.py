@@ -4,6 +4,7 @@ Test oracles only: each follows the steps of the method's public code as describ
 modules, with plain loops and no batching, so that the vectorised implementations can be checked
 against them. Sorts are stable (ties go to the earlier token) so that comparisons are well defined.
 """
+
 import math
 
 import torch

@@ -7,6 +7,7 @@ published code's argsorts are unstable, which leaves the order of exactly equal 
 kernel (in float32 such ties do occur every few hundred rounds); the oracle sorts stably so that
 the comparison is well defined.
 """
+
 import torch
 
 

@@ -1,4 +1,5 @@
 """Helpers the tests share (conftest.py holds only fixtures)."""
+
 import importlib.util
 from pathlib import Path
 from types import ModuleType

@@ -1,4 +1,5 @@
 """The analysis library (`analysis/`): attention signals, measures, kept-token pruning, the study cache, the CLI."""
+
 import json
 
 import numpy as np
@@ -14,7 +15,11 @@ from analysis.study import Settings, Study, open_study
 from analysis.subjects import load_model
 from llava.models import clip
 
-QUESTIONS = ["Is there a red square? Answer with one word.", "What is shown?", "Is there a blue square in the picture here?"]
+QUESTIONS = [
+    "Is there a red square? Answer with one word.",
+    "What is shown?",
+    "Is there a blue square in the picture here?",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,7 +38,9 @@ def subject():
 
 @pytest.fixture(scope="module")
 def batch(subject):
-    samples = [s.__class__(s.id, q, s.answer, s.image_source) for s, q in zip(drawn_samples(3, size=112).samples, QUESTIONS)]
+    samples = [
+        s.__class__(s.id, q, s.answer, s.image_source) for s, q in zip(drawn_samples(3, size=112).samples, QUESTIONS)
+    ]
     return samples, subject.encode(samples)
 
 
@@ -67,7 +74,12 @@ def test_signals_match_eager_attention_while_sdpa_stays_on(subject, batch):
     assert np.allclose(signals.equal, equal.numpy(), atol=1e-6)
     assert not np.allclose(signals.equal, signals.last, atol=1e-4)  # the positions did change the rows
     with torch.no_grad():
-        vision = clip.encode(model.model.vision_tower, inputs["pixel_values"], model.config.vision_feature_layer, signals={"cls_attention"})
+        vision = clip.encode(
+            model.model.vision_tower,
+            inputs["pixel_values"],
+            model.config.vision_feature_layer,
+            signals={"cls_attention"},
+        )
     assert np.allclose(signals.cls, vision.cls_attention.mean(1).numpy(), atol=1e-6)
     assert model.config.text_config._attn_implementation == "sdpa"
     assert signals.last.shape == (3, 4, 64) and signals.cls.shape == (3, 64) and signals.grid == (8, 8)
@@ -141,8 +153,12 @@ def test_keeping_tokens_from_a_later_layer_shortens_only_the_later_layers(subjec
     _, inputs = batch
     model = subject.model
     lengths = {}
-    handles = [layer.register_forward_pre_hook(lambda m, args, k=k: None if k in lengths else lengths.update({k: args[0].shape[1]}))
-               for k, layer in enumerate(model.model.language_model.layers)]
+    handles = [
+        layer.register_forward_pre_hook(
+            lambda m, args, k=k: None if k in lengths else lengths.update({k: args[0].shape[1]})
+        )
+        for k, layer in enumerate(model.model.language_model.layers)
+    ]
     llava.models.attach_pruner(model, KeepVisualTokens(torch.arange(16)[None], layer=2))
     try:
         with torch.no_grad():
@@ -204,11 +220,17 @@ def test_results_are_reused_and_never_silently_replaced(study, smoke_results):
         Study(study.subject, study.dataset, Settings(layer=9), smoke_results)
 
 
+@pytest.mark.slow
 def test_command_writes_every_figure(smoke_results, tmp_path):
     from analysis.__main__ import main
 
     main(["--smoke", "--figures", str(tmp_path), "--results", str(smoke_results)])
-    for name in ("fig1_token_selection", "fig2_attention_shift", "fig3_attention_dispersion", "fig4_token_selection_examples"):
+    for name in (
+        "fig1_token_selection",
+        "fig2_attention_shift",
+        "fig3_attention_dispersion",
+        "fig4_token_selection_examples",
+    ):
         for ext in ("png", "pdf"):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 10_000, name
     record = json.loads((tmp_path / "analysis_run.json").read_text())
@@ -218,24 +240,34 @@ def test_command_writes_every_figure(smoke_results, tmp_path):
 def test_answers_are_scored_by_exact_match():
     assert exact_match(" Yes.", "yes") and exact_match("three", "3") and not exact_match("yes no", "yes")
     with pytest.raises(ValueError, match="answer"):
-        Dataset("x", [drawn_samples(1).samples[0].__class__("a", "q?", None, lambda: None)]).require_answers("Fig. 2(c)")
+        Dataset("x", [drawn_samples(1).samples[0].__class__("a", "q?", None, lambda: None)]).require_answers(
+            "Fig. 2(c)"
+        )
 
 
+@pytest.mark.slow
 def test_notebooks_execute_in_smoke_mode(smoke_results, tmp_path):
     from analysis.notebooks import NOTEBOOKS, execute
 
     assert set(NOTEBOOKS) == {"attention_shift", "attention_dispersion", "token_selection"}
     for name in NOTEBOOKS:
         notebook = execute(name, {"SMOKE": True, "RESULTS": str(smoke_results), "FIGURES": str(tmp_path), "THREADS": 1})
-        shown = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
+        shown = [
+            o
+            for cell in notebook.cells
+            if cell.cell_type == "code"
+            for o in cell.outputs
+            if "image/png" in o.get("data", {})
+        ]
         assert len(shown) == 1, name  # the figure, once
     assert len(list(tmp_path.glob("*.png"))) == 3
 
 
 def test_pictures_show_the_tokens_the_methods_keep(subject, monkeypatch):
-    """FastV's and random selection's kept sets in the picture are the ones generation used."""
+    """Each picture shows the kept set of the generation whose answer it carries: VisPruner's split as
+    [CLS] attention and `select` give it, FastV's and random selection's as their own code kept them."""
     from analysis import pictures
-    from llava.pruning import fastv, random_pruning
+    from llava.pruning import fastv, random_pruning, vispruner
 
     used = {}
     keep_mask, draw = fastv.keep_mask, random_pruning.select
@@ -254,12 +286,35 @@ def test_pictures_show_the_tokens_the_methods_keep(subject, monkeypatch):
     monkeypatch.setattr(fastv, "keep_mask", recording_keep_mask)
     monkeypatch.setattr(random_pruning, "select", recording_select)
     drawn = []
-    monkeypatch.setattr(pictures, "draw_kept_patches", lambda image, grid, first, second, **kw: drawn.append((first, second)) or image)
+    monkeypatch.setattr(
+        pictures, "draw_kept_patches", lambda image, grid, first, second, **kw: drawn.append((first, second)) or image
+    )
     sample = drawn_samples(1, size=112).samples[0]
     example = pictures.selection_example(subject, sample, exact_match, budget=12, fastv_layer=2, seed=3)
-    assert [len(p) for p in drawn[0]] == [6, 6]  # VisPruner: important + diverse
+    model = subject.model
+    inputs = subject.encode([sample])
+    with torch.no_grad():
+        vision = clip.encode(
+            model.model.vision_tower,
+            inputs["pixel_values"],
+            model.config.vision_feature_layer,
+            signals={"cls_attention"},
+        )
+    kept = vispruner.select(vision.features, vision.cls_attention, 12, 0.5)[0].tolist()
+    important = sorted(vispruner.attention_order(vision.cls_attention)[0, :6].tolist())
+    assert drawn[0] == (important, sorted(set(kept) - set(important)))
     assert drawn[1][0] == used["fastv"] and drawn[2][0] == used["random"]
     assert len(example.panels) == 4 and all(isinstance(p.answer, str) for p in example.panels)
+    runs = [("vispruner", {}), ("fastv", {"layer": 2}), ("random", {"seed": 3})]
+    for panel, (method, options) in zip(example.panels[1:], runs):  # the answer is that generation's, untraced too
+        llava.apply_pruning(model, method, 12, **options)
+        try:
+            with torch.no_grad():
+                output = model.generate(**inputs, max_new_tokens=subject.max_new_tokens, do_sample=False)
+        finally:
+            llava.remove_pruning(model)
+        answer = subject.processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
+        assert panel.answer == answer.strip()
 
 
 def test_jsonl_question_sets(tmp_path):
@@ -269,18 +324,30 @@ def test_jsonl_question_sets(tmp_path):
     drawn_samples(1, size=32).samples[0].image().save(tmp_path / "images" / "a.png")
     rows = [
         {"id": "q1", "image": "a.png", "question": "Is it red?", "answer": "yes"},
-        {"id": "m1", "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhat is it?"},
-                                                         {"from": "gpt", "value": "A square."}]},
+        {
+            "id": "m1",
+            "image": "a.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat is it?"},
+                {"from": "gpt", "value": "A square."},
+            ],
+        },
         {"question_id": 7, "image": "a.png", "text": "Colour?"},
     ]
     path = tmp_path / "set.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     dataset = load_jsonl(path, image_folder=tmp_path / "images")
     assert [(s.id, s.question, s.answer) for s in dataset.samples] == [
-        ("q1", "Is it red?", "yes"), ("m1", "What is it?", "A square."), ("7", "Colour?", None)]
+        ("q1", "Is it red?", "yes"),
+        ("m1", "What is it?", "A square."),
+        ("7", "Colour?", None),
+    ]
     assert dataset.samples[0].image().size == (32, 32) and len(load_jsonl(path, tmp_path / "images", limit=2)) == 2
-    for bad, message in ((rows[0] | {"image": "b.png"}, "line 1: image .*b.png not found"),
-                         ({"image": "a.png"}, "line 1: needs a question"), ({"question": "?"}, "line 1: needs an 'image'")):
+    for bad, message in (
+        (rows[0] | {"image": "b.png"}, "line 1: image .*b.png not found"),
+        ({"image": "a.png"}, "line 1: needs a question"),
+        ({"question": "?"}, "line 1: needs an 'image'"),
+    ):
         path.write_text(json.dumps(bad) + "\n")
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             load_jsonl(path, image_folder=tmp_path / "images")

@@ -1,4 +1,5 @@
 """The baselines' algorithms as pure tensor functions, against slow literal restatements."""
+
 import pytest
 import torch
 
@@ -40,7 +41,10 @@ def test_visionzip_matches_the_official_steps(seed, budget, contextual):
 @pytest.mark.parametrize("seed, tokens, count", [(0, 17, 5), (1, 16, 7), (2, 9, 4), (3, 33, 1)])
 def test_tome_matching_and_weighted_merge_match_the_paper_procedure(seed, tokens, count):
     g = rng(seed)
-    x, metric = torch.randn(2, tokens, 6, generator=g, dtype=torch.float64), torch.randn(2, tokens, 5, generator=g, dtype=torch.float64)
+    x, metric = (
+        torch.randn(2, tokens, 6, generator=g, dtype=torch.float64),
+        torch.randn(2, tokens, 5, generator=g, dtype=torch.float64),
+    )
     size = torch.randint(1, 4, (2, tokens, 1), generator=g).double()
     merged, new_size = tome.merge_weighted(x, size, tome.bipartite_match(metric, count))
     for row in range(2):
@@ -65,10 +69,10 @@ def manual_tome_tower(tower, pixels, depth, budget):
         b, t, c = normed.shape
         heads = attention.num_heads
 
-        def split(x):
-            return x.view(b, t, heads, c // heads).transpose(1, 2)
-
-        q, k, v = split(attention.q_proj(normed)), split(attention.k_proj(normed)), split(attention.v_proj(normed))
+        q, k, v = (
+            proj(normed).view(b, t, heads, c // heads).transpose(1, 2)
+            for proj in (attention.q_proj, attention.k_proj, attention.v_proj)
+        )
         weights = torch.softmax(q @ k.transpose(-1, -2) * attention.scale + size.log()[:, None, None, :], dim=-1)
         hidden = hidden + attention.out_proj((weights @ v).transpose(1, 2).reshape(b, t, c))
         metric = k.mean(dim=1)
@@ -109,11 +113,16 @@ def test_prumerge_plus_selection_and_merge():
         assert spatial.tolist() == [others[(2 * j + 1) * len(others) // (2 * (15 - n))] for j in range(15 - n)]
     q1, q3 = attention[0].quantile(0.25), attention[0].quantile(0.75)
     assert int(counts[0]) == int((attention[0] > q3 + 1.5 * (q3 - q1)).sum()) >= 2
-    features, keys = torch.randn(2, 64, 8, generator=g, dtype=torch.float64), torch.randn(2, 64, 5, generator=g, dtype=torch.float64)
+    features, keys = (
+        torch.randn(2, 64, 8, generator=g, dtype=torch.float64),
+        torch.randn(2, 64, 5, generator=g, dtype=torch.float64),
+    )
     merged = prumerge.merge(features, keys, attention.double(), kept, 6)
     assert merged.shape == (2, 16, 8)
     for row in range(2):
-        expected = published.prumerge_plus_merge(features[row], keys[row], attention[row].double(), kept[row].tolist(), 6)
+        expected = published.prumerge_plus_merge(
+            features[row], keys[row], attention[row].double(), kept[row].tolist(), 6
+        )
         assert torch.allclose(merged[row], expected)
 
 
@@ -127,7 +136,12 @@ def test_prumerge_plus_attention_is_one_head_over_the_full_width():
 
 def test_pool_grid_and_values():
     assert [pool.pooled_grid((24, 24), t) for t in (192, 128, 64, 32, 576, 1000)] == [
-        (13, 14), (11, 11), (8, 8), (5, 6), (24, 24), (24, 24)
+        (13, 14),
+        (11, 11),
+        (8, 8),
+        (5, 6),
+        (24, 24),
+        (24, 24),
     ]
     features = torch.arange(2 * 64 * 3, dtype=torch.float32).view(2, 64, 3)
     pooled = pool.pool(features, (8, 8), 16)
@@ -185,8 +199,13 @@ def test_keep_tokens_pads_on_the_batch_side_and_inserts_after_a_token():
     out = keep_tokens(left, keep)  # row 0 keeps 6 (its padding included), row 1 keeps 7: row 0 gets one fill slot
     assert out.origin[0].tolist() == [-1, 0, 1, 4, 5, 6, 7] and out.mask[0].tolist() == [False, False] + [True] * 5
     assert out.origin[1].tolist() == [0, 1, 2, 3, 5, 6, 7] and out.mask[1].all()
-    inserted = Sequence(torch.full((2, 2, 1), -1.0), torch.zeros(2, 2, dtype=torch.long), torch.tensor([[1, 1], [1, 0]]).bool(),
-                        torch.zeros(2, 2, dtype=torch.long), torch.full((2, 2), -1))
+    inserted = Sequence(
+        torch.full((2, 2, 1), -1.0),
+        torch.zeros(2, 2, dtype=torch.long),
+        torch.tensor([[1, 1], [1, 0]]).bool(),
+        torch.zeros(2, 2, dtype=torch.long),
+        torch.full((2, 2), -1),
+    )
     out = keep_tokens(left, keep, inserted, torch.tensor([5, 5]))
     assert out.origin[0].tolist() == [0, 1, 4, 5, -1, -1, 6, 7] and out.mask[0].tolist() == [False] + [True] * 7
     assert out.origin[1].tolist() == [0, 1, 2, 3, 5, -1, 6, 7]

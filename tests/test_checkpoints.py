@@ -1,4 +1,5 @@
 """Original-layout LLaVA checkpoints load into transformers classes with every weight, same logits."""
+
 import pytest
 import torch
 from PIL import Image
@@ -10,7 +11,6 @@ from transformers import (
 )
 
 import llava
-from support import shapes_image
 from llava.conversation import get_template
 from llava.prompting import encode_batch
 from llava.testing import CLIP_MEAN, CLIP_STD, build_tiny_llava
@@ -22,6 +22,7 @@ from original_layout import (
     save_original,
     tokenizer_without_image_token,
 )
+from support import shapes_image
 
 SIZE = 56  # 4x4 patches of 14 px
 PINPOINTS = [[56, 112], [112, 56], [112, 112]]
@@ -97,7 +98,9 @@ def test_a_tokenizer_without_image_token_gets_one_that_changes_no_logit(tiny56, 
     folder = save_original(original, tokenizer, tmp_path / "ckpt", clip_folder)
 
     loaded, loaded_processor = llava.load_pretrained_model(str(folder))
-    assert loaded.config.image_token_id == vocab and loaded_processor.tokenizer.convert_ids_to_tokens(vocab) == "<image>"
+    assert (
+        loaded.config.image_token_id == vocab and loaded_processor.tokenizer.convert_ids_to_tokens(vocab) == "<image>"
+    )
     assert loaded.generation_config.suppress_tokens == [vocab]
     expected = original
     expected.resize_token_embeddings(vocab + 1, mean_resizing=False)
@@ -120,7 +123,9 @@ def next_reference(tiny56):
 
 def test_llava16_anyres_layout_becomes_llava_next(tiny56, next_reference, clip_folder, tmp_path):
     processor, reference = tiny56[1], next_reference
-    folder = save_original(reference, processor.tokenizer, tmp_path / "ckpt", clip_folder, aspect="anyres", pinpoints=PINPOINTS)
+    folder = save_original(
+        reference, processor.tokenizer, tmp_path / "ckpt", clip_folder, aspect="anyres", pinpoints=PINPOINTS
+    )
     loaded, loaded_processor = llava.load_pretrained_model(str(folder))
     assert type(loaded) is LlavaNextForConditionalGeneration
     assert_same_weights(reference, loaded)
@@ -132,7 +137,10 @@ def test_llava16_anyres_layout_becomes_llava_next(tiny56, next_reference, clip_f
 
 def clip_preprocess(images):
     clip = CLIPImageProcessorPil(
-        size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}, image_mean=CLIP_MEAN, image_std=CLIP_STD
+        size={"shortest_edge": SIZE},
+        crop_size={"height": SIZE, "width": SIZE},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
     )
     return clip(images, return_tensors="pt").pixel_values
 
@@ -148,7 +156,9 @@ def test_pad_preprocessing_is_llava_expand2square_in_the_mean_colour(tiny56, cli
 
 
 def test_anyres_preprocessing_is_llava_grid(tiny56, next_reference, clip_folder, tmp_path):
-    folder = save_original(next_reference, tiny56[1].tokenizer, tmp_path / "ckpt", clip_folder, aspect="anyres", pinpoints=PINPOINTS)
+    folder = save_original(
+        next_reference, tiny56[1].tokenizer, tmp_path / "ckpt", clip_folder, aspect="anyres", pinpoints=PINPOINTS
+    )
     _, loaded_processor = llava.load_pretrained_model(str(folder))
     for image in (wide_image(), wide_image().transpose(Image.Transpose.ROTATE_90), shapes_image(70, seed=5)):
         got = loaded_processor.image_processor(image, return_tensors="pt").pixel_values[0]

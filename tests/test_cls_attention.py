@@ -30,7 +30,9 @@ def test_layers_after_the_feature_layer_do_not_run(tiny, images):
     tower = model.model.vision_tower
     pixels = processor.image_processor(images[:1], return_tensors="pt").pixel_values
     ran = []
-    handles = [layer.register_forward_hook(lambda m, i, o, k=k: ran.append(k)) for k, layer in enumerate(tower.encoder.layers)]
+    handles = [
+        layer.register_forward_hook(lambda m, i, o, k=k: ran.append(k)) for k, layer in enumerate(tower.encoder.layers)
+    ]
     try:
         with torch.no_grad():
             clip.encode(tower, pixels, -2, with_cls_attention=True)

@@ -3,6 +3,7 @@
 requirements/cpu.txt and gpu.txt are written by `bash scripts/lock.sh` from pyproject.toml; these
 tests read them (no network) and the environment the tests run in.
 """
+
 import ast
 import re
 import subprocess
@@ -13,11 +14,12 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from support import PACKAGES
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from support import PACKAGES
 
 REPO = Path(__file__).resolve().parents[1]
 LOCKS = REPO / "requirements"
@@ -59,7 +61,7 @@ def read_lock(path: Path) -> list[Pin]:
         elif line.startswith("    --hash="):
             entry += " " + line.strip().rstrip("\\ ")
         elif line.strip().startswith("# via"):
-            via += [line.strip()[len("# via"):].strip()] if line.strip() != "# via" else []
+            via += [line.strip()[len("# via") :].strip()] if line.strip() != "# via" else []
         elif line.startswith("    #   "):
             via.append(line.strip()[2:].strip())
     return pins
@@ -108,7 +110,8 @@ def test_every_requirement_is_covered_by_the_lock(lock, python):
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement} (pyproject.toml) is not in requirements/{lock}.txt: bash scripts/lock.sh"
         assert requirement.specifier.contains(pins[name].version, prereleases=True), (
-            f"requirements/{lock}.txt pins {name}=={pins[name].version}, outside {requirement}: bash scripts/lock.sh")
+            f"requirements/{lock}.txt pins {name}=={pins[name].version}, outside {requirement}: bash scripts/lock.sh"
+        )
 
 
 def test_the_lock_keeps_the_cpu_build_of_torch_and_no_torchvision():
@@ -150,6 +153,7 @@ def test_installed_packages_are_at_their_locked_versions():
     assert not wrong, "the environment is not the lock's (bash scripts/setup_cpu.sh):\n" + "\n".join(wrong)
 
 
+@pytest.mark.slow
 def test_pip_check_reports_only_the_deliberately_left_out_requirements():
     declared = {canonicalize_name(Requirement(r).name) for r in metadata.requires("lmms-eval")
                 if "extra ==" not in r}  # fmt: skip
@@ -158,7 +162,9 @@ def test_pip_check_reports_only_the_deliberately_left_out_requirements():
     unexpected = []
     for line in report.splitlines():
         missing = re.fullmatch(r"(\S+) \S+ requires (\S+), which is not installed\.", line)
-        if not (missing and canonicalize_name(missing[1]) == "lmms-eval" and canonicalize_name(missing[2]) in left_out()):
+        if not (
+            missing and canonicalize_name(missing[1]) == "lmms-eval" and canonicalize_name(missing[2]) in left_out()
+        ):
             unexpected.append(line)
     assert not unexpected, "\n".join(unexpected)
 
@@ -188,6 +194,7 @@ def test_every_third_party_import_is_a_declared_requirement():
     assert not undeclared, "declare these in pyproject.toml:\n" + "\n".join(undeclared)
 
 
+@pytest.mark.slow
 def test_every_task_the_scripts_run_loads_with_the_locked_packages():
     """lmms-eval runs each task's hooks (its utils.py); they must import with what is installed."""
     from lmms_eval.tasks import TaskManager

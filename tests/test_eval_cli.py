@@ -1,4 +1,5 @@
 """The real lmms-eval CLI, in a subprocess, evaluates a tiny LLaVA through our plugin; then the table."""
+
 import json
 import os
 import subprocess
@@ -9,6 +10,8 @@ import pytest
 
 from eval import tables
 from eval_fixtures import LLAVA_MAX_NEW_TOKENS, LLAVA_POST, TASK, write_checkpoint, write_task
+
+pytestmark = pytest.mark.slow  # every test here reads one lmms-eval run in a subprocess
 
 
 def launch(results: Path, checkpoint: Path, tasks: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -74,6 +77,7 @@ def test_the_table_renders_the_offline_run(offline_run):
     assert (line.method, line.tokens, line.ratio) == ("vispruner", "8", "0.5")
     assert line.values["smoke"] == pytest.approx(sum(lengths) / len(lengths))
     markdown = tables.render([table], "markdown")
-    assert f"| vispruner | 8 | 0.5 | {sum(lengths) / len(lengths):.1f} |" in markdown
+    rows = [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in markdown.splitlines() if "|" in row]
+    assert ["vispruner", "8", "0.5", f"{sum(lengths) / len(lengths):.1f}"] in [row[:4] for row in rows]  # any padding
     assert "\\begin{tabular}" in tables.render([table], "latex")
     assert tables.render([table], "csv").splitlines()[0] == "model,method,tokens,ratio,smoke,Acc.,Rel."

@@ -1,15 +1,20 @@
 """Our lmms-eval model in-process: task options keyed for llava, batching, resume, argument checks."""
+
 import math
 from types import SimpleNamespace
 
 import pytest
 
-from support import shapes_image
 from eval.plugin.task_options import TaskOptions
 from eval_fixtures import write_checkpoint, write_next_checkpoint
+from support import shapes_image
 
 pytest.importorskip("lmms_eval")
-from eval.plugin.model import PrunedLlava  # noqa: E402
+import torch  # noqa: E402
+from loguru import logger  # noqa: E402
+
+from eval.plugin import model as plugin_model  # noqa: E402
+from eval.plugin.model import PrunedLlava, resolve_device  # noqa: E402
 
 
 class FakeTask:
@@ -124,3 +129,41 @@ def test_paper_mode_prunes_each_of_the_five_crops(tmp_path, docs):
     pruned.generate_until(requests_for(pruned, docs[:1], generation))
     full.generate_until(requests_for(full, docs[:1], generation))
     assert seen[0] - seen[1] == 5 * 4 - 5 * 16  # 5 crops, 4 instead of 16 tokens each, no newline tokens
+
+
+@pytest.fixture
+def warnings():
+    """The plugin's loguru warnings, with the once-per-process CPU fallback warning re-armed."""
+    messages = []
+    sink = logger.add(lambda message: messages.append(str(message)), level="WARNING", format="{message}")
+    plugin_model._warn_cpu_fallback.cache_clear()
+    yield messages
+    logger.remove(sink)
+    plugin_model._warn_cpu_fallback.cache_clear()
+
+
+def test_cuda_falls_back_to_the_cpu_once_with_a_warning_when_there_is_none(monkeypatch, warnings):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cuda") == torch.device("cpu")
+    assert resolve_device("cuda") == torch.device("cpu")
+    assert resolve_device("cuda:0", local_rank=1) == torch.device("cpu")  # a multi-process run without GPUs
+    assert warnings == ["vispruner: device cuda requested but CUDA is not available; running on cpu "
+                        "(pass --device cpu to silence this)\n",
+                        "vispruner: device cuda:1 requested but CUDA is not available; running on cpu "
+                        "(pass --device cpu to silence this)\n"]  # fmt: skip
+
+
+def test_the_requested_device_is_kept_when_it_exists(monkeypatch, warnings):
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cuda", local_rank=2) == torch.device("cuda", 2)  # each process on its own GPU
+    assert warnings == []
+
+
+def test_lmms_eval_default_device_loads_on_the_cpu_without_cuda(checkpoint, monkeypatch, warnings):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = make(checkpoint, device="cuda")  # lmms-eval passes its --device, cuda unless told otherwise
+    assert model.device == torch.device("cpu") and model.model.device == torch.device("cpu")
+    assert model.model.dtype == torch.float32 and len(warnings) == 1

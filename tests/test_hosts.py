@@ -1,4 +1,5 @@
 """Every supported family: one switch, clear errors, exact removal."""
+
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -29,8 +30,9 @@ class NeedsText(VisionTokenPruner):
 
 
 def test_unsupported_classes_are_named_with_every_supported_one():
-    text_only = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                             num_attention_heads=2, vocab_size=32))
+    text_only = LlamaForCausalLM(
+        LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=32)
+    )
     with pytest.raises(ValueError) as error:
         llava.apply_pruning(text_only)
     message = str(error.value)

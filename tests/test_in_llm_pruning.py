@@ -1,11 +1,12 @@
 """In-LLM methods (FastV, PDrop, SparseVLM) on a tiny LLaVA with a 4-layer language model."""
+
 import pytest
 import torch
 from transformers import StaticCache
 
 import llava
-from support import LONG_PROMPT, PROMPT
 from llava.testing import build_tiny_llava
+from support import LONG_PROMPT, PROMPT
 
 N, T = 64, 16  # patch tokens per 112-px image, kept visual tokens per image
 SETTINGS = {
@@ -177,7 +178,12 @@ def test_kv_cache_decoding_equals_recomputation(pruned, batch):
     method, model, _, records = pruned
     with torch.no_grad():
         out = model.generate(
-            **batch, max_new_tokens=4, min_new_tokens=4, do_sample=False, output_logits=True, return_dict_in_generate=True
+            **batch,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
     generated = out.sequences[:, batch.input_ids.shape[1] :]
     assert len(records) == len(pruner_of(model).stages())  # pruning happened once, at prefill

@@ -2,6 +2,8 @@ import copy
 
 import pytest
 import torch
+
+import llava
 from family_helpers import (
     assert_unpruned_is_stock,
     generate,
@@ -10,15 +12,17 @@ from family_helpers import (
     stock_and_pruned,
     subsequence_positions,
 )
-
-import llava
 from llava.models.anyres import split_total
 from llava.models.llava_next import image_grid, pin_paper_resolution
 from llava.pruning import METHODS, VisionTokenPruner
 from llava.pruning.vispruner import select
 from llava.testing import build_tiny_llava_next
 
-PROMPTS = ["USER: <image>\nWhat? ASSISTANT:", "USER: <image>\nWhat is shown here? ASSISTANT:", "USER: <image>\nWhat? ASSISTANT:"]
+PROMPTS = [
+    "USER: <image>\nWhat? ASSISTANT:",
+    "USER: <image>\nWhat is shown here? ASSISTANT:",
+    "USER: <image>\nWhat? ASSISTANT:",
+]
 SIZES = [(70, 40), (30, 60), (50, 50)]  # (width, height): wide, tall, square
 PER_CROP = 16  # 32-px crops of 8-px patches
 
@@ -53,7 +57,9 @@ def test_native_feeds_kept_stock_tokens_split_between_base_and_map_with_every_ne
         first_image = int((ids == image_id).nonzero()[0])
         assert pruned_row.shape[0] == stock_row.shape[0] - (PER_CROP + grid.num_tokens - budget)
         positions = torch.tensor(subsequence_positions(pruned_row, stock_row))
-        in_image = positions[(positions >= first_image) & (positions < first_image + PER_CROP + grid.num_tokens + height)]
+        in_image = positions[
+            (positions >= first_image) & (positions < first_image + PER_CROP + grid.num_tokens + height)
+        ]
         base_kept = int((in_image < first_image + PER_CROP).sum())
         assert [base_kept, len(in_image) - base_kept - height] == split_total(budget, [PER_CROP, grid.num_tokens])
         is_newline = lambda x: (x - newline).abs().amax(-1) < 1e-6  # noqa: E731
@@ -70,7 +76,11 @@ def paper_oracle(model, pixel_values, image_size, budget):
         kept = select(features, out.attentions[-2][:, :, 0, 1:], budget, 0.5)
         tokens = model.model.multi_modal_projector(torch.stack([f[k] for f, k in zip(features, kept)]))
     side = 4
-    keys = [((t // 2) * side + k // side) * (2 * side) + (t % 2) * side + k % side for t in range(4) for k in kept[1 + t].tolist()]
+    keys = [
+        ((t // 2) * side + k // side) * (2 * side) + (t % 2) * side + k % side
+        for t in range(4)
+        for k in kept[1 + t].tolist()
+    ]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return torch.cat([tokens[0], tokens[1:].flatten(0, 1)[order]])
 

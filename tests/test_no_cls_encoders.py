@@ -1,8 +1,13 @@
 """Encoders without [CLS]: SigLIP (LLaVA-OneVision) and Qwen2-VL / Qwen2.5-VL (PatchMerger)."""
+
 import copy
 
 import pytest
 import torch
+from transformers import AttentionInterface, LlavaOnevisionProcessor
+from transformers.processing_utils import ProcessorMixin
+
+import llava
 from family_helpers import (
     assert_unpruned_is_stock,
     generate,
@@ -11,10 +16,6 @@ from family_helpers import (
     stock_and_pruned,
     subsequence_positions,
 )
-from transformers import AttentionInterface, LlavaOnevisionProcessor
-from transformers.processing_utils import ProcessorMixin
-
-import llava
 from llava.attention import mean_received_attention
 from llava.models import siglip
 from llava.testing import build_tiny_llava_onevision, build_tiny_qwen2_vl
@@ -31,13 +32,14 @@ def test_received_attention_is_the_same_in_any_chunk_size():
 
 # --- LLaVA-OneVision (SigLIP) ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def onevision():
     return build_tiny_llava_onevision()
 
 
 def onevision_processor(image_processor, tokenizer, aspect_ratio):
-    """The real processor; its video slot is filled with None (no torchvision), as the README explains."""
+    """The real processor; its video slot is filled with None (no torchvision), as docs/methods.md explains."""
     stock = ProcessorMixin.check_argument_for_proper_class
 
     def lenient(self, name, argument):
@@ -45,9 +47,14 @@ def onevision_processor(image_processor, tokenizer, aspect_ratio):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ProcessorMixin, "check_argument_for_proper_class", lenient)
-        return LlavaOnevisionProcessor(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                                       num_image_tokens=16, vision_feature_select_strategy="full",
-                                       vision_aspect_ratio=aspect_ratio)
+        return LlavaOnevisionProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            num_image_tokens=16,
+            vision_feature_select_strategy="full",
+            vision_aspect_ratio=aspect_ratio,
+        )
 
 
 @pytest.mark.parametrize("layer", [-1, -2])
@@ -74,8 +81,12 @@ def onevision_images(request, onevision):
     tokenizer.padding_side = "left"
     processor = onevision_processor(image_processor, tokenizer, request.param)
     images = [random_image(100, 40, 1), random_image(60, 90, 2)]
-    inputs = processor(text=["USER: <image>\nWhat? ASSISTANT:", "USER: <image>\nWhat is it? ASSISTANT:"],
-                       images=images, return_tensors="pt", padding=True)
+    inputs = processor(
+        text=["USER: <image>\nWhat? ASSISTANT:", "USER: <image>\nWhat is it? ASSISTANT:"],
+        images=images,
+        return_tensors="pt",
+        padding=True,
+    )
     yield model, dict(inputs)
     model.config.vision_aspect_ratio = "anyres_max_9"
 
@@ -90,7 +101,9 @@ def test_onevision_images_keep_stock_tokens_and_every_newline(onevision_images):
     budget = 9
     stock, pruned = stock_and_pruned(model, inputs, method="vispruner", visual_token_num=budget)
     newline = model.model.image_newline
-    for stock_row, pruned_row, written in zip(real_rows(stock), real_rows(pruned), (inputs["input_ids"] == model.config.image_token_id).sum(-1)):
+    for stock_row, pruned_row, written in zip(
+        real_rows(stock), real_rows(pruned), (inputs["input_ids"] == model.config.image_token_id).sum(-1)
+    ):
         newlines = int(((stock_row - newline).abs().amax(-1) < 1e-6).sum())
         assert pruned_row.shape[0] == stock_row.shape[0] - int(written) + budget + newlines
         subsequence_positions(pruned_row, stock_row)
@@ -100,15 +113,20 @@ def test_onevision_images_keep_stock_tokens_and_every_newline(onevision_images):
 def test_onevision_multi_image_prompt_and_video(onevision):
     model, image_processor, tokenizer = onevision
     processor = onevision_processor(image_processor, tokenizer, "anyres_max_9")
-    two = processor(text=["USER: <image><image>\nSame? ASSISTANT:"], images=[[random_image(50, 40, 3), random_image(40, 60, 4)]],
-                    return_tensors="pt")
+    two = processor(
+        text=["USER: <image><image>\nSame? ASSISTANT:"],
+        images=[[random_image(50, 40, 3), random_image(40, 60, 4)]],
+        return_tensors="pt",
+    )
     stock, pruned = stock_and_pruned(model, dict(two), method="vispruner", visual_token_num=5)
     assert pruned["inputs_embeds"].shape[1] == stock["inputs_embeds"].shape[1] - 2 * (16 - 5)
     subsequence_positions(pruned["inputs_embeds"][0], stock["inputs_embeds"][0])
 
     frames = 4
-    video = {**tokenizer(["USER: " + "<video>" * (frames * 4 + 1) + "\nWhat? ASSISTANT:"], return_tensors="pt"),
-             "pixel_values_videos": torch.randn(1, frames, 3, 32, 32)}
+    video = {
+        **tokenizer(["USER: " + "<video>" * (frames * 4 + 1) + "\nWhat? ASSISTANT:"], return_tensors="pt"),
+        "pixel_values_videos": torch.randn(1, frames, 3, 32, 32),
+    }
     assert_unpruned_is_stock(model, video, method="vispruner", visual_token_num=4)
     for options, kept in (({}, frames * 2), ({"video_token_num": 3}, 3)):
         stock, pruned = stock_and_pruned(model, video, method="vispruner", visual_token_num=2, **options)
@@ -120,6 +138,7 @@ def test_onevision_multi_image_prompt_and_video(onevision):
 
 # --- Qwen2-VL / Qwen2.5-VL (PatchMerger) ----------------------------------------------------
 
+
 def qwen_inputs(model, image_processor, tokenizer, sizes):
     """A left-padded batch: one image in the first prompt, two in the second."""
     images = [random_image(w, h, 20 + i) for i, (w, h) in enumerate(sizes)]
@@ -130,7 +149,10 @@ def qwen_inputs(model, image_processor, tokenizer, sizes):
         return "<|vision_start|>" + "<|image_pad|>" * n + "<|vision_end|>"
 
     tokenizer.padding_side = "left"
-    texts = [f"USER: {image(counts[0])}What? ASSISTANT:", f"USER: {image(counts[1])} and {image(counts[2])}What is it? ASSISTANT:"]
+    texts = [
+        f"USER: {image(counts[0])}What? ASSISTANT:",
+        f"USER: {image(counts[1])} and {image(counts[2])}What is it? ASSISTANT:",
+    ]
     inputs = dict(tokenizer(texts, return_tensors="pt", padding=True))
     inputs["mm_token_type_ids"] = (inputs["input_ids"] == model.config.image_token_id).int()
     inputs.update(pixel_values=vision.pixel_values, image_grid_thw=vision.image_grid_thw)
@@ -178,22 +200,28 @@ def test_qwen_keeps_top_merged_tokens_with_their_stock_m_rope_positions(qwen):
     model, inputs = qwen
     budget = 3
     stock, pruned = stock_and_pruned(model, inputs, method="vispruner", visual_token_num=budget, important_ratio=1.0)
-    attention, merged_tokens = recorded_received_attention(model.model.visual, inputs["pixel_values"], inputs["image_grid_thw"])
+    attention, merged_tokens = recorded_received_attention(
+        model.model.visual, inputs["pixel_values"], inputs["image_grid_thw"]
+    )
     counts = (inputs["image_grid_thw"].prod(-1) // 4).tolist()
-    expected_tokens = torch.cat([
-        tokens[scores.topk(budget).indices.sort().values]
-        for tokens, scores in zip(merged_tokens.split(counts), attention.split(counts))
-    ])
+    expected_tokens = torch.cat(
+        [
+            tokens[scores.topk(budget).indices.sort().values]
+            for tokens, scores in zip(merged_tokens.split(counts), attention.split(counts))
+        ]
+    )
     mask = inputs["attention_mask"].bool()
     kept_images = []
     for row in range(2):
         stock_row, pruned_row = stock["inputs_embeds"][row][mask[row]], pruned["inputs_embeds"][row]
-        pruned_row = pruned_row[pruned["attention_mask"][row].bool()] if pruned.get("attention_mask") is not None else pruned_row
+        pruned_row = (
+            pruned_row[pruned["attention_mask"][row].bool()] if pruned.get("attention_mask") is not None else pruned_row
+        )
         columns = subsequence_positions(pruned_row, stock_row)
         written, images_in_row = [(counts[0], 1), (counts[1] + counts[2], 2)][row]
         assert len(columns) == stock_row.shape[0] - written + budget * images_in_row
         stock_positions = stock["position_ids"][:, row][:, mask[row]]
-        pruned_positions = pruned["position_ids"][:, row][:, -len(columns):]
+        pruned_positions = pruned["position_ids"][:, row][:, -len(columns) :]
         assert torch.equal(pruned_positions, stock_positions[:, columns])
         ids = inputs["input_ids"][row][mask[row]]
         kept_images.append(pruned_row[ids[columns] == model.config.image_token_id])
@@ -215,8 +243,12 @@ def test_qwen_generate_feeds_kept_placeholders_and_decodes_after_the_unpruned_pr
     lengths = inputs["attention_mask"].sum(-1) - torch.tensor(rows)
     prefill = seen[0]
     assert prefill["inputs_embeds"].shape[1] == int(lengths.max())
-    stock_positions, _ = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"], inputs["image_grid_thw"],
-                                                    attention_mask=inputs["attention_mask"])
+    stock_positions, _ = model.model.get_rope_index(
+        inputs["input_ids"],
+        inputs["mm_token_type_ids"],
+        inputs["image_grid_thw"],
+        attention_mask=inputs["attention_mask"],
+    )
     next_position = stock_positions.amax(dim=(0, 2)) + 1
     assert torch.equal(seen[1]["position_ids"][1:, :, 0], next_position.expand(3, -1))  # M-RoPE rows
     assert torch.equal(out[:, : inputs["input_ids"].shape[1]], inputs["input_ids"])

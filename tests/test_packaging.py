@@ -1,5 +1,6 @@
 """A non-editable install works: no library code finds files through the repository checkout, and
 a built wheel carries the shipped checkpoint and the task files and runs the demo on its own."""
+
 import ast
 import os
 import shutil
@@ -9,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from support import PACKAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +146,11 @@ def escapes(source: str, depth: int, depths: dict[str, int] | None = None) -> li
         ("from pathlib import Path\nX = Path(__file__).resolve().parent.parent", 0, True),
         ("from pathlib import Path\nX = Path(__file__).resolve().parent.parent", 1, False),
         ("from pathlib import Path\nHERE = Path(__file__).parent\nROOT = HERE.parent", 0, True),
-        ("from pathlib import Path\nHERE = Path(__file__).parent\nSUB = HERE / 'tasks'\nBACK = SUB.parent.parent", 0, True),
+        (
+            "from pathlib import Path\nHERE = Path(__file__).parent\nSUB = HERE / 'tasks'\nBACK = SUB.parent.parent",
+            0,
+            True,
+        ),
         ("import os\nX = os.path.join(os.path.dirname(__file__), '..', 'data')", 0, True),
         ("import os\nX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')", 0, False),
         ("from pathlib import Path\nX = Path(__file__).parent / '../../data'", 1, True),
@@ -169,12 +175,15 @@ def test_no_library_code_reaches_outside_its_package():
         for path in sorted((REPO / package).rglob("*.py")):
             depth = len(path.relative_to(REPO).parts) - 2
             found += [f"{path.relative_to(REPO)} {hit}" for hit in escapes(path.read_text(), depth, depths)]
-    assert not found, "paths that leave their package (use importlib.resources or a user-given path):\n" + "\n".join(found)
+    assert not found, "paths that leave their package (use importlib.resources or a user-given path):\n" + "\n".join(
+        found
+    )
 
 
 def test_default_outputs_go_to_the_current_folder_or_the_user_cache():
     """Never into the package: installed, it may be read-only, and an upgrade replaces it."""
-    from eval import launch, scenette as sweep
+    from eval import launch
+    from eval import scenette as sweep
     from scenette import data, train_llava, train_vision
 
     assert not data.DATA_DIR.resolve().is_relative_to(REPO)
@@ -182,7 +191,7 @@ def test_default_outputs_go_to_the_current_folder_or_the_user_cache():
     stage2 = train_llava.parse_args([])
     assert (stage2.run_dir, stage2.output) == (Path("runs/scenette"), None)  # None: RUN_DIR/model
     assert launch.parse_args(["v1_5", "mme", "64", "0.5"]).results == Path("results")
-    assert sweep.parse_args([]).output == Path("results/scenette")
+    assert sweep.parse_args([]).output.parent == Path("results/scenette/runs")  # a fresh run folder
 
 
 # --- a built wheel, installed elsewhere, carries its data and runs the demo ----------------------
@@ -213,6 +222,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_checkpoint_and_the_task_files(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     checkpoint = {f"scenette/scenette-llava/{p.name}" for p in CHECKPOINT.iterdir() if p.is_file()}
@@ -243,6 +253,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path):
     site, work = tmp_path / "site", tmp_path / "work"
     work.mkdir()

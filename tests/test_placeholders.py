@@ -3,43 +3,43 @@ import torch
 import llava
 from llava.models.placeholders import shrink_image_runs
 
-I = 9  # the image token id in these hand-made batches
+IMG = 9  # the image token id in these hand-made batches
 
 
 def test_each_run_keeps_its_head_and_text_stays_in_place():
-    ids = torch.tensor([[1, I, I, I, I, 2, I, I, I, I, 3]])
-    out = shrink_image_runs(ids, I, num_images=2, tokens_per_image=4, kept_per_image=2)
-    assert out.input_ids.tolist() == [[1, I, I, 2, I, I, 3]]
+    ids = torch.tensor([[1, IMG, IMG, IMG, IMG, 2, IMG, IMG, IMG, IMG, 3]])
+    out = shrink_image_runs(ids, IMG, num_images=2, tokens_per_image=4, kept_per_image=2)
+    assert out.input_ids.tolist() == [[1, IMG, IMG, 2, IMG, IMG, 3]]
 
 
 def test_adjacent_images_are_split_by_count():
-    ids = torch.tensor([[1, I, I, I, I, I, I, 3]])
-    out = shrink_image_runs(ids, I, num_images=2, tokens_per_image=3, kept_per_image=1)
-    assert out.input_ids.tolist() == [[1, I, I, 3]]
+    ids = torch.tensor([[1, IMG, IMG, IMG, IMG, IMG, IMG, 3]])
+    out = shrink_image_runs(ids, IMG, num_images=2, tokens_per_image=3, kept_per_image=1)
+    assert out.input_ids.tolist() == [[1, IMG, IMG, 3]]
 
 
 def test_rows_with_different_image_counts_are_left_repadded():
-    ids = torch.tensor([[5, I, I, I, 6, I, I, I], [0, 0, 0, 7, 8, I, I, I]])
+    ids = torch.tensor([[5, IMG, IMG, IMG, 6, IMG, IMG, IMG], [0, 0, 0, 7, 8, IMG, IMG, IMG]])
     mask = torch.tensor([[1] * 8, [0, 0, 0, 1, 1, 1, 1, 1]])
     labels = torch.tensor([[1] * 8, [2] * 8])
-    out = shrink_image_runs(ids, I, 3, 3, 1, attention_mask=mask, labels=labels, pad_token_id=0)
-    assert out.input_ids.tolist() == [[5, I, 6, I], [0, 7, 8, I]]
+    out = shrink_image_runs(ids, IMG, 3, 3, 1, attention_mask=mask, labels=labels, pad_token_id=0)
+    assert out.input_ids.tolist() == [[5, IMG, 6, IMG], [0, 7, 8, IMG]]
     assert out.attention_mask.tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]]
     assert out.labels.tolist() == [[1, 1, 1, 1], [-100, 2, 2, 2]]
 
 
 def test_right_padded_batches_stay_right_padded():
-    ids = torch.tensor([[5, I, I, 6, I, I], [7, I, I, 0, 0, 0]])
+    ids = torch.tensor([[5, IMG, IMG, 6, IMG, IMG], [7, IMG, IMG, 0, 0, 0]])
     mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])
-    out = shrink_image_runs(ids, I, 3, 2, 1, attention_mask=mask)
-    assert out.input_ids.tolist() == [[5, I, 6, I], [7, I, 0, 0]]
+    out = shrink_image_runs(ids, IMG, 3, 2, 1, attention_mask=mask)
+    assert out.input_ids.tolist() == [[5, IMG, 6, IMG], [7, IMG, 0, 0]]
     assert out.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
 
 
 def test_already_shrunk_or_unpruned_batches_are_left_alone():
-    ids = torch.tensor([[1, I, I, 2]])
-    assert shrink_image_runs(ids, I, num_images=1, tokens_per_image=4, kept_per_image=2) is None
-    assert shrink_image_runs(ids, I, num_images=1, tokens_per_image=2, kept_per_image=2) is None
+    ids = torch.tensor([[1, IMG, IMG, 2]])
+    assert shrink_image_runs(ids, IMG, num_images=1, tokens_per_image=4, kept_per_image=2) is None
+    assert shrink_image_runs(ids, IMG, num_images=1, tokens_per_image=2, kept_per_image=2) is None
 
 
 def test_two_images_in_one_prompt_and_one_in_another_generate(tiny, images):
@@ -51,7 +51,9 @@ def test_two_images_in_one_prompt_and_one_in_another_generate(tiny, images):
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=3, do_sample=False, min_new_tokens=3)
             alone = model.generate(
-                **processor(text=prompts[1], images=images[2], return_tensors="pt"), max_new_tokens=3, do_sample=False,
+                **processor(text=prompts[1], images=images[2], return_tensors="pt"),
+                max_new_tokens=3,
+                do_sample=False,
                 min_new_tokens=3,
             )
     finally:

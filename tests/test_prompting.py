@@ -1,4 +1,5 @@
 """Conversation templates (exact strings) and LLaVA's piece-wise tokenization of prompts with images."""
+
 import pytest
 import torch
 from tokenizers import processors
@@ -18,7 +19,9 @@ LLAVA = (
 
 
 def test_vicuna_v1_single_turn_is_the_llava_eval_prompt():
-    prompt = get_template("vicuna_v1").single_turn("<image>\nWhat is shown?\nAnswer the question using a single word or phrase.")
+    prompt = get_template("vicuna_v1").single_turn(
+        "<image>\nWhat is shown?\nAnswer the question using a single word or phrase."
+    )
     assert prompt == (
         VICUNA + " USER: <image>\nWhat is shown?\nAnswer the question using a single word or phrase. ASSISTANT:"
     )
@@ -45,7 +48,9 @@ def test_unknown_template_names_the_choices():
 def bos_tokenizer():
     tokenizer = build_tokenizer()
     bos = tokenizer.bos_token_id
-    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", bos)]
+    )
     return tokenizer
 
 
@@ -74,7 +79,9 @@ def test_placeholder_count_must_match(bos_tokenizer):
 def test_encode_batch_left_pads_and_expands_each_image(tiny, images):
     model, processor = tiny
     image_id = model.config.image_token_id
-    batch = encode_batch(processor, ["<image>\nWhat is shown?", "USER: <image> <image>\nHi"], [[images[0]], images[1:3]])
+    batch = encode_batch(
+        processor, ["<image>\nWhat is shown?", "USER: <image> <image>\nHi"], [[images[0]], images[1:3]]
+    )
     assert batch.pixel_values.shape[0] == 3
     per_image = 64  # 112 px / 8 px patches, [CLS] dropped
     counts = (batch.input_ids == image_id).sum(1).tolist()
@@ -95,8 +102,15 @@ def test_videos_are_expanded_by_the_processor_and_reach_a_video_model():
     from types import SimpleNamespace
 
     import numpy as np
-    from transformers import (AddedToken, CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, VideoLlavaConfig,
-                              VideoLlavaForConditionalGeneration, VideoLlavaProcessor)  # fmt: skip
+    from transformers import (
+        AddedToken,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        VideoLlavaConfig,
+        VideoLlavaForConditionalGeneration,  # fmt: skip
+        VideoLlavaProcessor,
+    )
     from transformers.image_processing_utils import BatchFeature
 
     from llava.testing import CLIP_MEAN, CLIP_STD
@@ -113,16 +127,22 @@ def test_videos_are_expanded_by_the_processor_and_reach_a_video_model():
     )  # fmt: skip
     torch.manual_seed(0)
     model = VideoLlavaForConditionalGeneration(config).eval()
-    clip = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    clip = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=CLIP_MEAN, image_std=CLIP_STD
+    )
 
     def video_processor(videos, return_tensors="pt"):
-        return BatchFeature({"pixel_values_videos": torch.stack([clip(list(v), return_tensors="pt").pixel_values for v in videos])})
+        return BatchFeature(
+            {"pixel_values_videos": torch.stack([clip(list(v), return_tensors="pt").pixel_values for v in videos])}
+        )
 
     counter = SimpleNamespace(patch_size=8, num_additional_image_tokens=1, video_token="<video>")
     processor = SimpleNamespace(tokenizer=tok, image_processor=clip, video_processor=video_processor,
                                 replace_video_token=functools.partial(VideoLlavaProcessor.replace_video_token, counter))  # fmt: skip
     frames = np.random.default_rng(0).integers(0, 255, (8, 40, 48, 3), dtype=np.uint8)
-    batch = encode_batch(processor, ["USER: <video>\nWhat? ASSISTANT:", "USER: <video>\nHi ASSISTANT:"], videos=[[frames], [frames]])
+    batch = encode_batch(
+        processor, ["USER: <video>\nWhat? ASSISTANT:", "USER: <video>\nHi ASSISTANT:"], videos=[[frames], [frames]]
+    )
     assert batch.pixel_values_videos.shape == (2, 8, 3, 32, 32)
     assert (batch.input_ids == video_id).sum(1).tolist() == [8 * 17, 8 * 17]  # frames x (16 patches + [CLS])
     with torch.no_grad():

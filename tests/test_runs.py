@@ -6,14 +6,12 @@ P = 9  # the placeholder id
 
 
 def test_runs_shrink_and_grow_per_image_and_rows_are_repadded_on_the_left():
-    ids = torch.tensor([[0, 0, 1, P, P, P, 2, P, P, 3],
-                        [5, 1, P, P, P, P, P, P, 2, 3]])
+    ids = torch.tensor([[0, 0, 1, P, P, P, 2, P, P, 3], [5, 1, P, P, P, P, P, P, 2, 3]])
     mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 10])
     labels = ids.clone()
     counts = run_counts(ids, P, old_lengths=[3, 2, 6], new_lengths=[1, 4, 2])
     (new_ids, new_labels), new_mask = retile(counts, [(ids, 0), (labels, -100)], mask)
-    assert new_ids.tolist() == [[1, P, 2, P, P, P, P, 3],
-                                [0, 0, 5, 1, P, P, 2, 3]]
+    assert new_ids.tolist() == [[1, P, 2, P, P, P, P, 3], [0, 0, 5, 1, P, P, 2, 3]]
     assert new_mask.tolist() == [[1] * 8, [0, 0, 1, 1, 1, 1, 1, 1]]
     assert new_labels.tolist()[1][:2] == [-100] * 2
     assert run_counts(new_ids, P, [3, 2, 6], [1, 4, 2]) is None  # not the written runs any more

@@ -1,14 +1,15 @@
 """Scenette's generator, questions, prompts, tokenizer and scoring (no trained model needed)."""
+
 import numpy as np
 import pytest
 
 from scenette import data, prompt
 from scenette.glyphs import GLYPHS
+from scenette.llava_training import background_share, content_patches, encode, expand_image, sample_turns
 from scenette.model import build_processor
 from scenette.questions import CATEGORIES, QUESTION_TYPES, all_question_texts, answer_vocabulary
-from scenette.scene import BACKGROUND_LABEL, COLOURS, SHAPES, IMAGE_SIZE, MAX_OBJECTS, SIGN_LABEL, render, sample_scene
+from scenette.scene import BACKGROUND_LABEL, COLOURS, IMAGE_SIZE, MAX_OBJECTS, SHAPES, SIGN_LABEL, render, sample_scene
 from scenette.tokenizer import corpus
-from scenette.train_llava import background_share, content_patches, encode, expand_image, sample_turns
 
 # Fingerprints of the fixed evaluation sets (questions, answers, scene seeds). A change means the
 # benchmark changed: bump data.GENERATOR_VERSION, re-measure every reported number, update these.
@@ -115,7 +116,9 @@ def test_training_questions_follow_the_type_weights():
     drawn = {
         "existence": sum(a in ("yes", "no") for a in answers),
         "colour": sum(a in COLOURS for a in answers),
-        "position": sum(a in ("left", "right", "top-left", "top-right", "bottom-left", "bottom-right") for a in answers),
+        "position": sum(
+            a in ("left", "right", "top-left", "top-right", "bottom-left", "bottom-right") for a in answers
+        ),
     }
     assert drawn["position"] > 2 * drawn["colour"] and drawn["position"] > 2 * drawn["existence"], drawn
 
@@ -138,8 +141,16 @@ def test_curriculum_leaves_background_out_at_its_own_positions_then_shows_whole_
 
 @pytest.mark.parametrize(
     "prediction, target, score",
-    [("red", "red", 1), (" Red.", "red", 1), ("top - left", "top-left", 1), ("three", "3", 1), ("k", "K", 1),
-     ("red circle", "red", 0), ("", "no", 0), ("yes", "no", 0)],
+    [
+        ("red", "red", 1),
+        (" Red.", "red", 1),
+        ("top - left", "top-left", 1),
+        ("three", "3", 1),
+        ("k", "K", 1),
+        ("red circle", "red", 0),
+        ("", "no", 0),
+        ("yes", "no", 0),
+    ],
 )
 def test_scoring(prediction, target, score):
     assert prompt.score_answer(prediction, target) == score

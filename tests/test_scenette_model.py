@@ -1,5 +1,6 @@
 """The shipped Scenette-LLaVA: loading, regression accuracy unpruned and under VisPruner, and the
 lmms-eval task definitions driven end to end."""
+
 import importlib.util
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from scenette.evaluate import evaluate
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "eval" / "tasks"
 SUBSET_PER_TYPE = 16  # the first 16 questions of each type: 96 questions, a few seconds
-# Thresholds on that subset, justified in README ("Regression thresholds"). Measured (shipped
+# Thresholds on that subset, justified in docs/scenette.md ("Regression thresholds"). Measured (shipped
 # checkpoint, 2026-11-21): unpruned 85.4, VisPruner at 64 tokens 81.2, random 64 tokens 35.4.
 # Each sits about 12 points (about 3 binomial standard deviations on 96 questions) below the
 # measured score, so a few answers flipped by another CPU's arithmetic pass, and far above a broken
@@ -49,6 +50,7 @@ def test_checkpoint_is_small_llava_15_shaped_and_loads_offline(shipped):
     assert (torch.as_tensor(inputs["input_ids"]) == config.image_token_id).sum() == 576
 
 
+@pytest.mark.slow
 def test_unpruned_accuracy_stays_above_its_threshold(shipped, rows):
     model, processor = shipped
     llava.remove_pruning(model)
@@ -56,6 +58,7 @@ def test_unpruned_accuracy_stays_above_its_threshold(shipped, rows):
     assert result["mean"] >= UNPRUNED_MIN, result
 
 
+@pytest.mark.slow
 def test_vispruner_64_accuracy_stays_above_its_threshold(shipped, rows):
     model, processor = shipped
     llava.apply_pruning(model, method="vispruner", visual_token_num=64, important_ratio=0.5)
@@ -83,6 +86,7 @@ def test_lmms_eval_hooks_match_the_direct_path():
     assert np.array_equal(np.asarray(utils.doc_to_visual(row)[0]), np.asarray(scenette.doc_image(row)))
 
 
+@pytest.mark.slow
 def test_lmms_eval_runs_the_scenette_group(shipped):
     from lmms_eval import evaluator
     from lmms_eval.api.model import lmms

@@ -1,4 +1,5 @@
 """Scenette-LLaVA's training objectives: the vision pretraining targets and the projector read-out."""
+
 import torch
 from transformers import CLIPVisionModel
 
@@ -6,7 +7,7 @@ from scenette.align import attribute_targets
 from scenette.glyphs import GLYPHS
 from scenette.model import Sizes, vision_config
 from scenette.scene import COLOURS, SHAPES
-from scenette.train_vision import NO_SHAPE, PretrainHeads, batch, patch_places
+from scenette.vision_training import NO_SHAPE, PretrainHeads, batch, patch_places
 
 
 def test_patch_places_are_column_then_row_in_raster_order():

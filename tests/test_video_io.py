@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from llava.video import frames_to_pixel_values, read_frames, sample_indices
 from llava.testing import CLIP_MEAN, CLIP_STD
+from llava.video import frames_to_pixel_values, read_frames, sample_indices
 
 av = pytest.importorskip("av")
 STEP = 6  # grey level step between consecutive frames
@@ -49,6 +49,7 @@ def test_bad_paths_and_backends(video_file, tmp_path):
 def test_frames_become_pixel_values_videos(video_file):
     from transformers import CLIPImageProcessorPil
 
-    processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                                      image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    processor = CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=CLIP_MEAN, image_std=CLIP_STD
+    )
     assert frames_to_pixel_values(read_frames(video_file, 4), processor).shape == (1, 4, 3, 32, 32)

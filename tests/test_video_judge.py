@@ -1,7 +1,9 @@
 """Video QA tasks: frames, data files, and the GPT-judge path against a stand-in judge on loopback."""
+
 import importlib.util
 import json
 import threading
+import time
 from argparse import Namespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -79,9 +81,16 @@ DOCS = [{"question_id": f"q{i}", "question": f"what is the man doing {i}", "answ
 PREDS = ["He is going to dance.", "He runs.", "running fast", "cooking"]
 
 
-def test_judge_scores_like_video_llava_and_resumes(endpoint, tmp_path, monkeypatch):
+@pytest.fixture
+def waits(monkeypatch) -> list:
+    """The back-off waits between attempts, recorded instead of slept (tenacity sleeps with time.sleep)."""
+    recorded = []
+    monkeypatch.setattr(time, "sleep", recorded.append)
+    return recorded
+
+
+def test_judge_scores_like_video_llava_and_resumes(endpoint, tmp_path, monkeypatch, waits):
     monkeypatch.setenv("MY_JUDGE_KEY", KEY)
-    monkeypatch.setattr(judge.time, "sleep", lambda seconds: None)
     write_predictions(tmp_path, DOCS, PREDS)
     StandInJudge.flaky = {DOCS[1]["question"]}
     config = judge.JudgeConfig(model="judge-x", endpoint=endpoint, key_env="MY_JUDGE_KEY", retries=3, workers=2)
@@ -90,6 +99,7 @@ def test_judge_scores_like_video_llava_and_resumes(endpoint, tmp_path, monkeypat
     assert summary["accuracy"] == pytest.approx(100 * 3 / 4) and summary["score"] == pytest.approx((4 + 1 + 4 + 4) / 4)
     assert summary["judge_models_reported"] == ["judge-x-0001"]
     assert {auth for auth, _, _ in StandInJudge.calls} == {f"Bearer {KEY}"} and len(StandInJudge.calls) == 5
+    assert waits == [judge.FIRST_WAIT_S]  # the reply without a verdict was asked again, once, after the first wait
     saved = (tmp_path / judge.JUDGED).read_text()
     assert KEY not in saved and KEY not in (tmp_path / judge.LOG).read_text()
     calls = len(StandInJudge.calls)
@@ -97,13 +107,18 @@ def test_judge_scores_like_video_llava_and_resumes(endpoint, tmp_path, monkeypat
     assert len(StandInJudge.calls) == calls  # everything came from the judge log
 
 
-def test_unjudgeable_questions_are_reported_not_scored_as_no(endpoint, tmp_path, monkeypatch, capsys):
+def test_unjudgeable_questions_are_reported_not_scored_as_no(endpoint, tmp_path, monkeypatch, capsys, waits):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     write_predictions(tmp_path, DOCS, PREDS)
     StandInJudge.broken = {DOCS[0]["question"]}
-    monkeypatch.setattr(judge.time, "sleep", lambda seconds: None)
     code = judge.main([str(tmp_path), "--judge-endpoint", endpoint, "--judge-model", "judge-y"])
     summary = json.loads((tmp_path / judge.JUDGED).read_text())
+    attempts = judge.JudgeConfig().retries
+    assert [q for _, _, q in StandInJudge.calls].count(DOCS[0]["question"]) == attempts
+    assert waits == [min(judge.FIRST_WAIT_S * 2**i, judge.MAX_WAIT_S) for i in range(attempts - 1)]  # 1, 2, 4, 8 s
+    log = [json.loads(line) for line in (tmp_path / judge.LOG).read_text().splitlines()]
+    errors = [entry["error"] for entry in log if "error" in entry]
+    assert len(errors) == 1 and errors[0].startswith("HTTPError: 500") and KEY not in errors[0]
     assert code == 1 and (summary["judged"], summary["failed"]) == (3, 1)
     assert summary["accuracy"] == pytest.approx(100 * 2 / 3)
     assert "could not be judged" in capsys.readouterr().out
@@ -114,6 +129,8 @@ def test_a_missing_key_is_a_clear_error(tmp_path, monkeypatch):
     write_predictions(tmp_path, DOCS[:1], PREDS[:1])
     with pytest.raises(SystemExit, match="set the environment variable OPENAI_API_KEY"):
         judge.judge_folder(tmp_path, judge.JudgeConfig(endpoint="http://127.0.0.1:9/none"))
+    with pytest.raises(ValueError, match="retries >= 1"):
+        judge.JudgeConfig(retries=0)
 
 
 def test_verdict_parsing():
@@ -160,7 +177,10 @@ def test_video_data_joins_questions_answers_and_videos(tmp_path):
     videos.mkdir()
     (videos / "v_abc.mp4").write_bytes(b"")
     (videos / "xyz.avi").write_bytes(b"")
-    questions = [{"video_name": "abc", "question": "what?", "question_id": 1}, {"video_name": "xyz", "question": "who?", "question_id": 2}]
+    questions = [
+        {"video_name": "abc", "question": "what?", "question_id": 1},
+        {"video_name": "xyz", "question": "who?", "question_id": 2},
+    ]
     answers = [{"answer": "a", "type": 0, "question_id": 1}, {"answer": "b", "type": 1, "question_id": 2}]
     (tmp_path / "q.json").write_text(json.dumps(questions))
     (tmp_path / "a.json").write_text(json.dumps(answers))
@@ -168,7 +188,10 @@ def test_video_data_joins_questions_answers_and_videos(tmp_path):
     video_data.main(["msvd", "--questions", str(tmp_path / "q.json"), "--answers", str(tmp_path / "a.json"),
                      "--videos", str(videos), "--out", str(out)])  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(r["question_id"], r["answer"], Path(r["video"]).name) for r in rows] == [("1", "a", "v_abc.mp4"), ("2", "b", "xyz.avi")]
+    assert [(r["question_id"], r["answer"], Path(r["video"]).name) for r in rows] == [
+        ("1", "a", "v_abc.mp4"),
+        ("2", "b", "xyz.avi"),
+    ]
     with pytest.raises(SystemExit, match="exists"):
         video_data.main(["msvd", "--questions", str(tmp_path / "q.json"), "--answers", str(tmp_path / "a.json"),
                          "--videos", str(videos), "--out", str(out)])  # fmt: skip

@@ -3,9 +3,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from family_helpers import assert_unpruned_is_stock, random_image, real_rows, stock_and_pruned, subsequence_positions
 
 import llava
+from family_helpers import assert_unpruned_is_stock, random_image, real_rows, stock_and_pruned, subsequence_positions
 from llava.testing import build_tiny_llava_next_video, build_tiny_video_llava
 from llava.video import frames_to_pixel_values
 
@@ -15,15 +15,22 @@ PATCHES = 16  # 32-px frames, 8-px patches
 
 def video_batch(image_processor, tokenizer, per_frame_tokens, num_frames, with_image=False):
     """Two left-padded prompts with one video each (the second also with an image when asked)."""
-    videos = torch.cat([
-        frames_to_pixel_values([random_image(40, 36, 100 * v + f) for f in range(num_frames)], image_processor)
-        for v in range(2)
-    ])
+    videos = torch.cat(
+        [
+            frames_to_pixel_values([random_image(40, 36, 100 * v + f) for f in range(num_frames)], image_processor)
+            for v in range(2)
+        ]
+    )
     run = "<video>" * (num_frames * per_frame_tokens)
     second = ("<image>" * PATCHES + " and " if with_image else "") + run
     tokenizer.padding_side = "left"
-    inputs = dict(tokenizer([f"USER: {run}\nWhat? ASSISTANT:", f"USER: {second}\nWhat is it? ASSISTANT:"],
-                            return_tensors="pt", padding=True))
+    inputs = dict(
+        tokenizer(
+            [f"USER: {run}\nWhat? ASSISTANT:", f"USER: {second}\nWhat is it? ASSISTANT:"],
+            return_tensors="pt",
+            padding=True,
+        )
+    )
     inputs["pixel_values_videos"] = videos
     if with_image:
         inputs["pixel_values"] = image_processor([random_image(40, 40, 7)], return_tensors="pt").pixel_values
@@ -131,14 +138,28 @@ def test_llava_next_video_images_and_videos_in_one_batch(next_video):
     from llava.testing import CLIP_MEAN, CLIP_STD
 
     image_processor = LlavaNextImageProcessorPil(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-        image_grid_pinpoints=model.config.image_grid_pinpoints, image_mean=CLIP_MEAN, image_std=CLIP_STD,
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        image_grid_pinpoints=model.config.image_grid_pinpoints,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
     )
-    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
-                                   vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
     run = "<video>" * (4 * POOLED)
-    inputs = dict(processor(text=[f"USER: <image> then {run}\nWhat? ASSISTANT:", f"USER: {run}\nWhat is it? ASSISTANT:"],
-                            images=[random_image(70, 40, 5)], return_tensors="pt", padding=True))
+    inputs = dict(
+        processor(
+            text=[f"USER: <image> then {run}\nWhat? ASSISTANT:", f"USER: {run}\nWhat is it? ASSISTANT:"],
+            images=[random_image(70, 40, 5)],
+            return_tensors="pt",
+            padding=True,
+        )
+    )
     inputs["pixel_values_videos"] = video_batch(frame_processor, tokenizer, POOLED, 4)["pixel_values_videos"]
     assert_unpruned_is_stock(model, inputs, method="vispruner", visual_token_num=10_000)
     stock, pruned = stock_and_pruned(model, inputs, method="vispruner", visual_token_num=2)

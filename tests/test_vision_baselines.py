@@ -1,12 +1,13 @@
 """Vision-side baselines (before the language model) on the tiny LLaVA: wiring, counts, determinism, options."""
+
 import pytest
 import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig
 
 import llava
-from support import LONG_PROMPT, PROMPT
 from llava.pruning.base import check_signals
 from llava.pruning.fastervlm import FasterVLM
+from support import LONG_PROMPT, PROMPT
 
 N, T = 64, 16  # patch tokens per 112-px image (8 x 8 grid), budget
 VISION_METHODS = {
@@ -60,7 +61,8 @@ def test_deterministic_and_an_image_alone_agrees_with_the_batch(pruned, images):
             assert torch.equal(first, model.generate(**batch, max_new_tokens=4, do_sample=False))
             return
         assert torch.equal(
-            model.generate(**batch, max_new_tokens=4, do_sample=False), model.generate(**batch, max_new_tokens=4, do_sample=False)
+            model.generate(**batch, max_new_tokens=4, do_sample=False),
+            model.generate(**batch, max_new_tokens=4, do_sample=False),
         )
         alone = model.model.get_image_features(batch.pixel_values[:1]).pooler_output[0]
         together = model.model.get_image_features(batch.pixel_values).pooler_output[0]
@@ -83,7 +85,9 @@ def test_fastervlm_equals_vispruner_with_important_ratio_one(tiny, images):
     for _ in range(20):  # and as pure functions, on random scores with ties
         features, attention = torch.randn(2, 40, 8, generator=g), torch.randint(0, 5, (2, 4, 40), generator=g).float()
         vision = llava.pruning.VisionFeatures(features, (5, 8), attention)
-        assert torch.equal(FasterVLM(9).select(vision), llava.create_pruner("vispruner", 9, important_ratio=1.0).select(vision))
+        assert torch.equal(
+            FasterVLM(9).select(vision), llava.create_pruner("vispruner", 9, important_ratio=1.0).select(vision)
+        )
 
 
 @pytest.mark.parametrize(
@@ -112,8 +116,14 @@ def test_methods_needing_a_signal_the_host_lacks_fail_clearly(tiny):
         check_signals(FasterVLM(T), frozenset({"projected"}), "a SigLIP-like host")
     siglip = LlavaForConditionalGeneration(
         LlavaConfig(
-            vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                             num_attention_heads=2, image_size=32, patch_size=8),
+            vision_config=SiglipVisionConfig(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+            ),
             text_config=tiny[0].config.text_config,
             image_token_id=tiny[0].config.image_token_id,
         )
@@ -125,8 +135,19 @@ def test_methods_needing_a_signal_the_host_lacks_fail_clearly(tiny):
 def test_every_method_is_registered_with_a_cited_docstring():
     import importlib
 
-    expected = {"vispruner", "fastervlm", "random", "pool", "divprune", "visionzip", "prumerge_plus", "tome",
-                "fastv", "pdrop", "sparsevlm"}
+    expected = {
+        "vispruner",
+        "fastervlm",
+        "random",
+        "pool",
+        "divprune",
+        "visionzip",
+        "prumerge_plus",
+        "tome",
+        "fastv",
+        "pdrop",
+        "sparsevlm",
+    }
     assert set(llava.list_methods()) == expected
     for name, cls in llava.METHODS.items():
         if name == "vispruner":  # the target method, documented in its own module and the README

@@ -3,8 +3,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from llava.pruning import create_pruner, list_methods
-from llava.pruning.vispruner import VisPruner, compiled_select, select, split_budget
 from llava.pruning.base import VisionFeatures
+from llava.pruning.vispruner import VisPruner, compiled_select, select, split_budget
 from published_vispruner import PublishedCodeFails, published_select
 
 CASES = [
@@ -35,9 +35,7 @@ def test_matches_published_procedure_wherever_it_runs():
     assert compared > 200  # most cases run in the published code too
 
 
-@pytest.mark.parametrize(
-    "t, r", [(63, 0.5), (64, 0.9), (58, 0.5), (16, 0.75), (8, 0.5), (3, 0.0), (9, 0.34), (1, 0.0)]
-)
+@pytest.mark.parametrize("t, r", [(63, 0.5), (64, 0.9), (58, 0.5), (16, 0.75), (8, 0.5), (3, 0.0), (9, 0.34), (1, 0.0)])
 def test_where_published_code_fails_exactly_t_distinct_tokens_with_the_important_ones(t, r):
     features, attention = random_inputs(2, 576, 32, seed=t)
     with pytest.raises(PublishedCodeFails):

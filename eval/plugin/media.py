@@ -1,4 +1,5 @@
 """What lmms-eval tasks hand a model as visuals: PIL images, or paths to video files."""
+
 from __future__ import annotations
 
 from pathlib import Path

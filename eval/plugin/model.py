@@ -8,17 +8,18 @@ Prompts are built exactly as lmms-eval's built-in `llava` model builds them (ima
 joined by spaces in front of the task text, then the conversation template, then LLaVA's piece-wise
 tokenization) and the task options are those lmms-eval keys for `llava` (see `task_options.py`).
 """
+
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from functools import cache
 
 import torch
 from accelerate import Accelerator
 from lmms_eval.api.model import lmms
+from lmms_eval.models.model_utils.progress import make_progress
 from loguru import logger
-from tqdm import tqdm
-
 from transformers import LlavaNextForConditionalGeneration
 
 import llava
@@ -43,6 +44,7 @@ class PrunedLlava(lmms):
     visual_token_num   visual tokens kept per image (per crop for LLaVA-NeXT)
     conv_template      vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain
     dtype              auto (float16 on GPU, float32 on CPU), float16, bfloat16 or float32
+    device             lmms-eval's --device (default cuda); the CPU, with a warning, when CUDA is absent
     attn_implementation  sdpa (default), eager or flash_attention_2
     paper_mode         LLaVA-NeXT as the paper ran it: 672x672 grid, 5 crops each pruned to T, no unpadding/newlines
     task_options_as    whose task options to use (default "llava"; empty: lmms-eval's choice for our name)
@@ -74,9 +76,8 @@ class PrunedLlava(lmms):
         super().__init__()
         self.accelerator = Accelerator()
         self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
-        if self._world_size > 1:
-            device = f"cuda:{self.accelerator.local_process_index}"
-        self._device = torch.device(device)
+        local_rank = self.accelerator.local_process_index if self._world_size > 1 else None
+        self._device = resolve_device(device, local_rank)
         self.batch_size_per_gpu = _positive_int(batch_size, "batch_size")
         self.template = get_template(conv_template)
         self.video_frames = _positive_int(video_frames, "video_frames")
@@ -97,7 +98,9 @@ class PrunedLlava(lmms):
         else:
             if visual_token_num is None:
                 raise ValueError(f"visual_token_num is required with method={method} (e.g. visual_token_num=64)")
-            llava.apply_pruning(self.model, method=method, visual_token_num=visual_token_num, **method_options, **layout)
+            llava.apply_pruning(
+                self.model, method=method, visual_token_num=visual_token_num, **method_options, **layout
+            )
         self.settings = {
             "pretrained": str(pretrained), "method": method, "visual_token_num": visual_token_num,
             "options": method_options, "conv_template": conv_template, "dtype": str(torch_dtype),
@@ -122,11 +125,14 @@ class PrunedLlava(lmms):
         answers: list[str | None] = [self.log.get(p["key"]) if self.log else None for p in prepared]
         todo = [i for i, answer in enumerate(answers) if answer is None]
         if len(todo) < len(prepared):
-            logger.info(f"vispruner: {len(prepared) - len(todo)} of {len(prepared)} answers taken from {self.log.folder}")
+            logger.info(
+                f"vispruner: {len(prepared) - len(todo)} of {len(prepared)} answers taken from {self.log.folder}"
+            )
         groups = defaultdict(list)  # batches share generation options; longest prompts first
         for i in sorted(todo, key=lambda i: -len(prepared[i]["context"])):
             groups[json.dumps(prepared[i]["generation"], sort_keys=True, default=str)].append(i)
-        with tqdm(total=len(todo), disable=self.rank != 0, desc="vispruner generating") as progress:
+        # lmms-eval's progress: a tqdm bar on a terminal, a log line now and then in a log file
+        with make_progress(total=len(todo), disable=self.rank != 0, desc="vispruner generating") as progress:
             for members in groups.values():
                 for start in range(0, len(members), self.batch_size):
                     chunk = members[start : start + self.batch_size]
@@ -142,23 +148,25 @@ class PrunedLlava(lmms):
         """Summed log-probability of each continuation (with the template's end separator, as lmms-eval's
         llava scores it) and whether greedy decoding would produce it."""
         results = []
-        for request in tqdm(requests, disable=self.rank != 0, desc="vispruner scoring"):
-            context, target, doc_to_visual, doc_id, task, split = request.args
-            doc = self.task_dict[task][split][doc_id]
-            continuation = target if isinstance(target, str) else target(doc)
-            question, images, videos = self._question(context, doc_to_visual(doc))
-            roles = self.template.roles
-            prompt = self.template.single_turn(question)
-            full = self.template.prompt([(roles[0], question), (roles[1], continuation)])
-            context_length = encode_batch(self.processor, [prompt], [images], [videos])["input_ids"].shape[1]
-            inputs = self._inputs([full], [images], [videos])
-            scored = inputs["input_ids"].shape[1] - context_length
-            with torch.inference_mode():
-                # read from the end: pruning shortens the image part of the sequence, never the tail
-                logits = self.model(**inputs).logits[0, -scored - 1 : -1].float()
-            targets = inputs["input_ids"][0, -scored:]
-            logprobs = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
-            results.append((float(logprobs.sum()), bool(torch.equal(logits.argmax(-1), targets))))
+        with make_progress(total=len(requests), disable=self.rank != 0, desc="vispruner scoring") as progress:
+            for request in requests:
+                context, target, doc_to_visual, doc_id, task, split = request.args
+                doc = self.task_dict[task][split][doc_id]
+                continuation = target if isinstance(target, str) else target(doc)
+                question, images, videos = self._question(context, doc_to_visual(doc))
+                roles = self.template.roles
+                prompt = self.template.single_turn(question)
+                full = self.template.prompt([(roles[0], question), (roles[1], continuation)])
+                context_length = encode_batch(self.processor, [prompt], [images], [videos])["input_ids"].shape[1]
+                inputs = self._inputs([full], [images], [videos])
+                scored = inputs["input_ids"].shape[1] - context_length
+                with torch.inference_mode():
+                    # read from the end: pruning shortens the image part of the sequence, never the tail
+                    logits = self.model(**inputs).logits[0, -scored - 1 : -1].float()
+                targets = inputs["input_ids"][0, -scored:]
+                logprobs = torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
+                results.append((float(logprobs.sum()), bool(torch.equal(logits.argmax(-1), targets))))
+                progress.update(1)
         return results
 
     def generate_until_multi_round(self, requests):
@@ -246,6 +254,25 @@ def _log_entry(prepared: dict, answer: str) -> dict:
             "generation": prepared["generation"], "response": answer}  # fmt: skip
 
 
+def resolve_device(requested: str, local_rank: int | None = None) -> torch.device:
+    """The device to run on: `requested` (its `local_rank`-th GPU in a multi-process run), or the CPU
+    when it names CUDA and this machine has none: lmms-eval's --device defaults to cuda, which would
+    otherwise stop a CPU-only user with "Torch not compiled with CUDA enabled"."""
+    device = torch.device(requested)
+    if device.type == "cuda" and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        _warn_cpu_fallback(str(device))
+        return torch.device("cpu")
+    return device
+
+
+@cache  # once per process, however many models a sweep builds
+def _warn_cpu_fallback(requested: str) -> None:
+    logger.warning(f"vispruner: device {requested} requested but CUDA is not available; running on cpu "
+                   "(pass --device cpu to silence this)")  # fmt: skip
+
+
 def _positive_int(value, name: str) -> int:
     try:
         number = int(value)
@@ -269,6 +296,8 @@ def _paper_layout(model, processor) -> dict:
     5 x 576 tokens), no unpadding and no newline tokens, each crop pruned to `visual_token_num`.
     Returns the host option that selects that layout in `llava.apply_pruning`."""
     if not isinstance(model, LlavaNextForConditionalGeneration):
-        raise ValueError(f"paper_mode applies to LLaVA-NeXT (anyres) checkpoints; this one loads as {type(model).__name__}")
+        raise ValueError(
+            f"paper_mode applies to LLaVA-NeXT (anyres) checkpoints; this one loads as {type(model).__name__}"
+        )
     pin_paper_resolution(processor)
     return {"layout": "paper"}

@@ -6,6 +6,7 @@ run, so a crash loses the whole run. This log appends each batch's answers (flus
 file and asks the model only for what is missing. Entries are keyed by the model settings, the
 task, the document and the exact prompt and generation options, so nothing stale is reused.
 """
+
 from __future__ import annotations
 
 import hashlib

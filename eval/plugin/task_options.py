@@ -7,6 +7,7 @@ the task's bound `doc_to_visual`, so the task object and its raw option tables a
 module re-reads them under the name we follow and, where they differ, rebuilds the prompt from a
 shallow copy of the task (the task itself is never modified).
 """
+
 from __future__ import annotations
 
 import copy

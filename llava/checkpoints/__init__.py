@@ -4,6 +4,7 @@
 >>> model, processor = llava.load_pretrained_model("liuhaotian/llava-v1.5-7b", dtype=torch.float16, device_map="cuda:0")
 >>> model, processor = llava.load_pretrained_model("llava-hf/llava-1.5-7b-hf")
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ def load_pretrained_model(
         config = json.load(handle)
     model_kwargs = {"dtype": dtype, "device_map": device_map, "attn_implementation": attn_implementation}
     if original.is_original_layout(config):
-        return original.load(path_or_id, config, vision_tower=vision_tower, hub_kwargs=hub_kwargs, model_kwargs=model_kwargs)
+        return original.load(
+            path_or_id, config, vision_tower=vision_tower, hub_kwargs=hub_kwargs, model_kwargs=model_kwargs
+        )
     if vision_tower is not None:
         raise ValueError("vision_tower only applies to original LLaVA checkpoints; this one is in transformers format")
     return _load_transformers_format(path_or_id, hub_kwargs, model_kwargs)

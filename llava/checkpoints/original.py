@@ -10,6 +10,7 @@ The tokenizer has no `<image>` token (LLaVA splices images in by index); one is 
 rows in the embedding and the LM head are zero and it is suppressed in generation, so the original
 vocabulary's logits are unchanged and it is never produced.
 """
+
 from __future__ import annotations
 
 import re
@@ -73,7 +74,9 @@ def build_config(original: dict, vision_tower: str, tower_kwargs: dict):
     """A LlavaConfig (`image_aspect_ratio` pad/square) or LlavaNextConfig (anyres) from an original config."""
     model_type = original.get("model_type")
     if model_type not in TEXT_MODEL_TYPES:
-        raise ValueError(f"unsupported original LLaVA model_type {model_type!r}; supported: {', '.join(TEXT_MODEL_TYPES)}")
+        raise ValueError(
+            f"unsupported original LLaVA model_type {model_type!r}; supported: {', '.join(TEXT_MODEL_TYPES)}"
+        )
     projector = original.get("mm_projector_type", "linear")
     if projector not in PROJECTORS:
         raise ValueError(f"unsupported mm_projector_type {projector!r}; supported: {', '.join(PROJECTORS)}")
@@ -96,7 +99,9 @@ def build_config(original: dict, vision_tower: str, tower_kwargs: dict):
     if aspect == "anyres":
         merge = original.get("mm_patch_merge_type", "flat")
         if merge != "spatial_unpad":
-            raise ValueError(f"anyres checkpoints need mm_patch_merge_type 'spatial_unpad' (transformers' LLaVA-NeXT), got {merge!r}")
+            raise ValueError(
+                f"anyres checkpoints need mm_patch_merge_type 'spatial_unpad' (transformers' LLaVA-NeXT), got {merge!r}"
+            )
         config = LlavaNextConfig(image_grid_pinpoints=original["image_grid_pinpoints"], **common)
     elif aspect in ("pad", "square"):
         config = LlavaConfig(**common)
@@ -110,7 +115,11 @@ def build_processor(config, tokenizer, vision_tower: str, tower_kwargs: dict):
     """The original preprocessing: CLIP statistics, pad-to-square in the mean colour, or the anyres grid."""
     clip = CLIPImageProcessorPil.from_pretrained(vision_tower, **tower_kwargs)
     settings = dict(
-        size=clip.size, crop_size=clip.crop_size, image_mean=clip.image_mean, image_std=clip.image_std, resample=clip.resample
+        size=clip.size,
+        crop_size=clip.crop_size,
+        image_mean=clip.image_mean,
+        image_std=clip.image_std,
+        resample=clip.resample,
     )
     common = dict(
         tokenizer=tokenizer,
@@ -144,7 +153,9 @@ def load(path: str, original: dict, *, vision_tower: str | None, hub_kwargs: dic
     config = build_config(original, vision_tower, tower_kwargs)
     tokenizer = load_tokenizer(path, config.text_config, hub_kwargs)
     config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    model_class = LlavaNextForConditionalGeneration if isinstance(config, LlavaNextConfig) else LlavaForConditionalGeneration
+    model_class = (
+        LlavaNextForConditionalGeneration if isinstance(config, LlavaNextConfig) else LlavaForConditionalGeneration
+    )
     model, info = model_class.from_pretrained(
         path, config=config, key_mapping=KEY_MAPPING, output_loading_info=True, **hub_kwargs, **model_kwargs
     )

@@ -6,16 +6,18 @@ prompts hold placeholders; `apply_pruning` picks it by the model's class. Shared
 (forward/generate wrappers, signal checks), `runs.py` (placeholder rewriting), `anyres.py` (tile
 geometry), `frames.py` (video budgets), encoders `clip.py`, `siglip.py`, `qwen_vision.py`.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from ..patching import InstancePatch
 from ..pruning import METHODS, create_pruner
 from ..pruning.base import TokenPruner
+from ..trace import Tracer
 
 # Model class (by its transformers module and name, so nothing is imported until a model is
 # pruned) -> the module of this package that wires pruning into it.
@@ -32,7 +34,7 @@ HOSTS: dict[str, str] = {
 _PATCH_ATTR = "_pruning_patch"
 
 
-def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, **options):
+def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, *, trace: bool = False, **options):
     """Prune `model`'s visual tokens with `method` from now on; returns the same model.
 
     Per instance and reversible (`remove_pruning`); applying again replaces the earlier settings.
@@ -41,30 +43,49 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
     host's `attach`), e.g. `layout="paper"` for LLaVA-NeXT or `video_token_num` for video models;
     `llava.list_methods()` names the methods and each method's module documents its options and what
     `visual_token_num` means. Methods needing a signal the model cannot provide raise ValueError.
+
+    `trace=True` records what the model really keeps: `model.pruning_trace` is then a list with one
+    `llava.trace.PrunedCall` per model call that pruned (a `forward`; a `generate`, whose prefill
+    prunes), each listing a `llava.trace.KeptTokens` per image, anyres part and video frame (and, for
+    in-LLM methods, per pruning layer): the kept indices into that part's own token grid and, for
+    VisPruner, which of them are important (the rest are diverse). Each apply starts an empty list;
+    `remove_pruning` takes it away. Tracing leaves every output as it is; without it nothing is
+    recorded and nothing extra runs.
+
+    >>> llava.apply_pruning(model, "vispruner", visual_token_num=64, trace=True)
+    >>> model.generate(**inputs)
+    >>> image = model.pruning_trace[-1].parts[0]     # image.kept, image.important, image.diverse, image.grid
     """
     host_names = _host_options(_host(model))
     host_options = {name: options.pop(name) for name in list(options) if name in host_names}
     _check_option_names(model, method, options, host_names)
-    return attach_pruner(model, create_pruner(method, visual_token_num, **options), **host_options)
+    return attach_pruner(model, create_pruner(method, visual_token_num, **options), trace=trace, **host_options)
 
 
-def attach_pruner(model, pruner: TokenPruner, **host_options):
+def attach_pruner(model, pruner: TokenPruner, *, trace: bool = False, **host_options):
     """`apply_pruning` with a pruner object already built (e.g. one outside the registry); returns the model."""
+    if not isinstance(trace, bool):
+        raise ValueError(f"trace must be True or False, got {trace!r}")
     attach = _host(model)
     remove_pruning(model)
     patch = InstancePatch()
+    tracer = Tracer(pruner.name) if trace else None
     try:
-        attach(model, pruner, patch, **host_options)
+        attach(model, pruner, patch, tracer, **host_options)
+        if tracer is not None:
+            tracer.wrap_entry_points(model, patch)
     except BaseException:
         patch.undo()
         raise
     patch.set(model, "pruning_config", dataclasses.replace(pruner.config, host_options=host_options))
+    if tracer is not None:
+        patch.set(model, "pruning_trace", tracer.records)
     patch.set(model, _PATCH_ATTR, patch)
     return model
 
 
 def remove_pruning(model):
-    """Undo `apply_pruning` (a no-op on an unpruned model); returns the same model."""
+    """Undo `apply_pruning` (a no-op on an unpruned model), its trace included; returns the same model."""
     patch: InstancePatch | None = model.__dict__.get(_PATCH_ATTR)
     if patch is not None:
         patch.undo()
@@ -89,7 +110,9 @@ def _check_option_names(model, method: str, options: dict, host_names: list[str]
     """Unknown options name both what the method and what the model family accept."""
     if method not in METHODS or not host_names:
         return  # create_pruner reports unknown methods and, with no host options, unknown options
-    allowed = [p for p in inspect.signature(METHODS[method].__init__).parameters if p not in ("self", "visual_token_num")]
+    allowed = [
+        p for p in inspect.signature(METHODS[method].__init__).parameters if p not in ("self", "visual_token_num")
+    ]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(

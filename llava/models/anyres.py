@@ -7,11 +7,12 @@ large maps (OneVision's `anyres_max_N`) and ends every row with a learned newlin
 helpers reproduce that geometry on any per-token tensor (features, attention), so a pruner can see
 the same map the language model would and the kept tokens can be laid out the stock way.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,9 @@ class TileGrid:
         return math.prod(self.shape)
 
 
-def tile_grid(image_size, pinpoints: Sequence, tile: int, side: int, unpad: bool = True, max_area: int | None = None) -> TileGrid:
+def tile_grid(
+    image_size, pinpoints: Sequence, tile: int, side: int, unpad: bool = True, max_area: int | None = None
+) -> TileGrid:
     """The tile layout for an image of `image_size` (height, width), as the stock model computes it.
 
     tile: crop size in pixels; side: tokens per crop side. max_area: OneVision's `anyres_max_N`
@@ -96,7 +99,9 @@ def full_grid_order(positions: torch.Tensor, grid: TileGrid) -> torch.Tensor:
     return row * (grid.cols * grid.side) + col
 
 
-def with_newlines(tokens: torch.Tensor, positions: torch.Tensor, shape: tuple[int, int], newline: torch.Tensor) -> torch.Tensor:
+def with_newlines(
+    tokens: torch.Tensor, positions: torch.Tensor, shape: tuple[int, int], newline: torch.Tensor
+) -> torch.Tensor:
     """Kept map tokens [K, D] at raster `positions` [K] (ascending) of a `shape` map, with the newline
     token [D] after every row of the map, as the stock layout has it (rows keep their newline even
     when none of their tokens is kept)."""

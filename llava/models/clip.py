@@ -10,6 +10,7 @@ computed from the feature layer's output; the next layer itself does not run).
 Methods that merge tokens inside the encoder ("token_merging", e.g. ToMe) get a seam in the layer
 loop: each layer runs with a size-proportional attention bias and hands its keys to the merger.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,11 +5,13 @@ A host supplies a *rewrite*: a function of the call's arguments (by name) that r
 arguments to replace (e.g. `input_ids`, `attention_mask`, `labels`, and for Qwen `position_ids`),
 or None when the call holds no full placeholder runs (text-only steps, already-rewritten prompts).
 """
+
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 
@@ -19,6 +21,20 @@ from ..pruning.base import VisionFeatures, VisionTokenPruner, gather_tokens
 Rewrite = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 CLS_ATTENTION = "cls_attention"
 DROP = object()  # a rewrite's value for an argument to take out of the call (e.g. pixels already encoded)
+
+
+class Pruned(NamedTuple):
+    """What a method kept of a batch: features [B, k, C] (kept, or merged by methods that merge); their
+    indices [B, k] ascending (None for a method that merges); the indices kept for importance [B, k']
+    (VisPruner's split, when asked for; None otherwise)."""
+
+    features: torch.Tensor
+    indices: torch.Tensor | None
+    important: torch.Tensor | None = None
+
+    def row(self, row: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(indices, important) of one row."""
+        return tuple(None if t is None else t[row] for t in (self.indices, self.important))
 
 
 def has_select(pruner: VisionTokenPruner) -> bool:
@@ -33,19 +49,37 @@ def with_budget(pruner: VisionTokenPruner, visual_token_num: int) -> VisionToken
     return type(pruner)(visual_token_num, **pruner.options)
 
 
-def prune(pruner: VisionTokenPruner, vision: VisionFeatures, budget: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Keep `budget` of the N tokens: (kept pre-projector features [B, k, C], their indices [B, k]
-    ascending, or None for a method that merges tokens). budget >= N keeps all, 0 keeps none."""
+def _selected(method: VisionTokenPruner, vision: VisionFeatures, split: bool):
+    """(kept indices, important ones or None): the split only when asked for, the same indices either way."""
+    return method.select_split(vision) if split else (method.select(vision), None)
+
+
+def prune(pruner: VisionTokenPruner, vision: VisionFeatures, budget: int, split: bool = False) -> Pruned:
+    """Keep `budget` of the N tokens (pre-projector features; indices ascending, None for a method that
+    merges tokens). budget >= N keeps all, 0 keeps none, without running the method. `split`: also
+    report which kept tokens the method chose for importance (for tracing)."""
     batch, num_tokens, _ = vision.features.shape
     if budget >= num_tokens or budget <= 0:
         count = num_tokens if budget >= num_tokens else 0
         indices = torch.arange(count, device=vision.features.device).expand(batch, count)
-        return vision.features[:, :count], indices
+        return Pruned(vision.features[:, :count], indices)
     method = with_budget(pruner, budget)
     if has_select(method):
-        indices = method.select(vision)
-        return gather_tokens(vision.features, indices), indices
-    return method.reduce(vision), None
+        indices, important = _selected(method, vision, split)
+        return Pruned(gather_tokens(vision.features, indices), indices, important)
+    return Pruned(method.reduce(vision), None)
+
+
+def apply_method(pruner: VisionTokenPruner, vision: VisionFeatures, split: bool = False) -> Pruned:
+    """The method itself at its own budget (no shortcut): what `pruner.reduce` keeps, or, for methods
+    needing "projected", the selected projected tokens; with the kept indices of methods whose reduce
+    gathers their selection (and with `split`, the important ones)."""
+    projected = "projected" in pruner.requires
+    gathers = has_select(pruner) and type(pruner).reduce is VisionTokenPruner.reduce
+    if not (projected or gathers):
+        return Pruned(pruner.reduce(vision), None)
+    indices, important = _selected(pruner, vision, split)
+    return Pruned(gather_tokens(vision.projected if projected else vision.features, indices), indices, important)
 
 
 def chain(*rewrites: Rewrite) -> Rewrite:
@@ -74,7 +108,9 @@ def patch_forward(model, patch: InstancePatch, rewrite: Rewrite) -> None:
         replacements = rewrite(flat)
         if replacements is not None:
             if given.get("position_ids") is not None:
-                raise ValueError("position_ids cannot be given with unpruned image placeholders; let the model compute them")
+                raise ValueError(
+                    "position_ids cannot be given with unpruned image placeholders; let the model compute them"
+                )
             extra = given.setdefault("kwargs", {}) if "kwargs" in signature.parameters else given
             for name, value in replacements.items():
                 if name in signature.parameters:
@@ -99,7 +135,9 @@ def patch_generate(model, patch: InstancePatch, rewrite: Rewrite) -> None:
         if replacements is None:
             return stock(input_ids, **kwargs)
         if kwargs.get("position_ids") is not None:
-            raise ValueError("position_ids cannot be given with unpruned image placeholders; let the model compute them")
+            raise ValueError(
+                "position_ids cannot be given with unpruned image placeholders; let the model compute them"
+            )
         for name, value in replacements.items():
             if value is DROP:
                 kwargs.pop(name, None)

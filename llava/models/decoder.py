@@ -19,10 +19,12 @@ attention-row reader to `pruner.reduce`, and the layers after that run on the sh
 The host passes, as the keyword `IMAGE_INDEX_KWARG` that the stock multimodal model forwards to its
 language model, which prompt tokens are visual ([B, L] long, image number within the row or -1).
 """
+
 from __future__ import annotations
 
 import types
 import weakref
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
@@ -39,6 +41,7 @@ from ..pruning.base import LanguageModelPruner
 from ..pruning.sequence import Sequence, last_real_index
 
 IMAGE_INDEX_KWARG = "pruning_image_index"
+StageHook = Callable[[int, torch.Tensor, Sequence], None]
 _REQUIRED = ("embed_tokens", "layers", "norm", "rotary_emb")
 
 
@@ -65,15 +68,24 @@ def check_supported(language_model) -> None:
         )
 
 
-def attach(language_model, pruner: LanguageModelPruner, patch: InstancePatch) -> None:
-    """Replace `language_model.forward` on this instance by the pruning layer loop."""
+def attach(
+    language_model, pruner: LanguageModelPruner, patch: InstancePatch, on_stage: StageHook | None = None
+) -> None:
+    """Replace `language_model.forward` on this instance by the pruning layer loop. `on_stage(layer,
+    prefill_image, sequence)` (tracing) is told each sequence a stage before `layer` kept."""
     check_supported(language_model)
     pruner.check_depth(len(language_model.layers))
     plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def forward(
-        self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-        inputs_embeds=None, use_cache=None, **kwargs,
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        use_cache=None,
+        **kwargs,
     ):
         image_index = kwargs.pop(IMAGE_INDEX_KWARG, None)
         if (input_ids is None) == (inputs_embeds is None):
@@ -88,11 +100,30 @@ def attach(language_model, pruner: LanguageModelPruner, patch: InstancePatch) ->
             position_ids = torch.arange(seen, seen + length, device=inputs_embeds.device)[None]
         position_ids = position_ids.expand(batch, -1)
         if seen == 0:
-            hidden = _prefill(self, pruner, plans, inputs_embeds, attention_mask, position_ids,
-                              past_key_values, use_cache, image_index, kwargs)
+            hidden = _prefill(
+                self,
+                pruner,
+                plans,
+                inputs_embeds,
+                attention_mask,
+                position_ids,
+                past_key_values,
+                use_cache,
+                image_index,
+                kwargs,
+                on_stage,
+            )
         else:
-            hidden = _decode(self, plans.get(past_key_values), inputs_embeds, attention_mask, position_ids,
-                             past_key_values, use_cache, kwargs)
+            hidden = _decode(
+                self,
+                plans.get(past_key_values),
+                inputs_embeds,
+                attention_mask,
+                position_ids,
+                past_key_values,
+                use_cache,
+                kwargs,
+            )
         return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
 
     decorated = capture_outputs(merge_with_config_defaults(forward))
@@ -102,23 +133,38 @@ def attach(language_model, pruner: LanguageModelPruner, patch: InstancePatch) ->
 def _layer_inputs(model, hidden, mask, positions, cache, first_layer):
     """The attention mask (sized against cache layer `first_layer`) and rotary tables for a group."""
     causal = create_causal_mask(
-        config=model.config, inputs_embeds=hidden, attention_mask=mask, past_key_values=cache,
-        position_ids=positions, layer_idx=first_layer,
+        config=model.config,
+        inputs_embeds=hidden,
+        attention_mask=mask,
+        past_key_values=cache,
+        position_ids=positions,
+        layer_idx=first_layer,
     )
     return causal, model.rotary_emb(hidden, position_ids=positions)
 
 
 def _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs):
-    return layer(hidden, attention_mask=causal, position_ids=positions, past_key_values=cache,
-                 use_cache=use_cache, position_embeddings=rope, **kwargs)
+    return layer(
+        hidden,
+        attention_mask=causal,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=use_cache,
+        position_embeddings=rope,
+        **kwargs,
+    )
 
 
-def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use_cache, image_index, kwargs):
+def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use_cache, image_index, kwargs, on_stage):
     batch, length = embeds.shape[:2]
     device = embeds.device
-    mask = attention_mask.bool() if attention_mask is not None else torch.ones(batch, length, dtype=torch.bool, device=device)
-    image = image_index if image_index is not None else torch.full((batch, length), -1, device=device)
-    sequence = Sequence(embeds, positions, mask, image.to(device), torch.arange(length, device=device).expand(batch, -1))
+    mask = (
+        attention_mask.bool()
+        if attention_mask is not None
+        else torch.ones(batch, length, dtype=torch.bool, device=device)
+    )
+    image = image_index.to(device) if image_index is not None else torch.full((batch, length), -1, device=device)
+    sequence = Sequence(embeds, positions, mask, image, torch.arange(length, device=device).expand(batch, -1))
     stages = pruner.stages() if bool((image >= 0).any()) else ()
     if stages and cache is not None and not isinstance(cache, DynamicCache):
         raise ValueError(
@@ -139,6 +185,8 @@ def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use
             sequence = replace(sequence, hidden=hidden)
             reader = readers.pop(index, None) or _ahead_reader(layer, sequence, rope)
             sequence = pruner.reduce(stages.index(index), sequence, reader, state)
+            if on_stage is not None:
+                on_stage(index, image, sequence)
             last = last_real_index(sequence.mask)
             shift = original_last - sequence.positions.gather(1, last[:, None])[:, 0]
             groups.append(_Group(index, sequence.mask, shift))
@@ -148,7 +196,9 @@ def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use
         with capture as projected:
             hidden = _run_layer(layer, hidden, causal, sequence.positions, rope, cache, use_cache, kwargs)
         if index in captured:
-            readers[captured[index]] = _captured_reader(layer.self_attn, projected, replace(sequence, hidden=hidden), rope)
+            readers[captured[index]] = _captured_reader(
+                layer.self_attn, projected, replace(sequence, hidden=hidden), rope
+            )
     if stages and cache is not None and use_cache:
         plans[cache] = _Plan(length, groups)
     return hidden
@@ -166,7 +216,7 @@ def _decode(model, plan, embeds, attention_mask, positions, cache, use_cache, kw
     seen = cache.get_seq_length(0)
     if attention_mask is None:
         attention_mask = torch.ones(batch, seen + length, dtype=torch.bool, device=embeds.device)
-    appended = attention_mask[:, plan.prefill_length:].bool()
+    appended = attention_mask[:, plan.prefill_length :].bool()
     starts = {group.first_layer: group for group in plan.groups}
     hidden = embeds
     for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
@@ -190,7 +240,9 @@ def _captured_reader(attention, projected, sequence: Sequence, rope):
 
     def rows(query_index):
         query = query_all.gather(1, query_index[..., None].expand(-1, -1, query_all.shape[-1]))
-        return causal_rows_softmax(query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling)
+        return causal_rows_softmax(
+            query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling
+        )
 
     return rows
 
@@ -205,6 +257,8 @@ def _ahead_reader(layer, sequence: Sequence, rope):
         normed = layer.input_layernorm(sequence.hidden)
         query = attention.q_proj(normed.gather(1, query_index[..., None].expand(-1, -1, normed.shape[-1])))
         key = attention.k_proj(normed)
-        return causal_rows_softmax(query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling)
+        return causal_rows_softmax(
+            query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling
+        )
 
     return rows

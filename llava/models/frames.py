@@ -11,13 +11,15 @@ either the projector applied to the kept features, or (where the stock model poo
 projector, as LLaVA-OneVision does) picked from the stock frame tokens. Leading per-frame tokens
 (Video-LLaVA's [CLS]) are always kept and come first in their frame.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from ..pruning.base import VisionFeatures, VisionTokenPruner, check_token_num
+from ..trace import Tracer
 from .common import has_select, prune
 from .placeholders import shrink_image_runs
 
@@ -33,8 +35,14 @@ def video_rewrite(model, counts: Callable[[torch.Tensor], tuple[int, int]]):
             return None
         stock, kept = counts(videos)
         shrunk = shrink_image_runs(
-            given["input_ids"], model.config.video_token_id, videos.shape[0], stock, kept,
-            given.get("attention_mask"), given.get("labels"), 0 if pad is None else pad,
+            given["input_ids"],
+            model.config.video_token_id,
+            videos.shape[0],
+            stock,
+            kept,
+            given.get("attention_mask"),
+            given.get("labels"),
+            0 if pad is None else pad,
         )
         return None if shrunk is None else vars(shrunk)
 
@@ -53,7 +61,9 @@ def check_video_budget(video_token_num, pruner: VisionTokenPruner, host: str):
     return video_token_num
 
 
-def tokens_per_video(pruner: VisionTokenPruner, frame_tokens: int, num_frames: int, video_token_num: int | None, lead: int = 0) -> int:
+def tokens_per_video(
+    pruner: VisionTokenPruner, frame_tokens: int, num_frames: int, video_token_num: int | None, lead: int = 0
+) -> int:
     """Tokens one pruned video feeds the language model (leading tokens included)."""
     if video_token_num is None:
         return num_frames * (pruner.kept_per_image(frame_tokens) + lead)
@@ -68,13 +78,16 @@ def video_tokens(
     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     frame_tokens: torch.Tensor | None = None,
     lead: torch.Tensor | None = None,
+    tracer: Tracer | None = None,
 ) -> torch.Tensor:
     """[videos, K, D] language-model tokens of the videos whose frames are `vision` ([videos*F, n, C]).
 
     project: the projector, applied to kept features; frame_tokens: [videos*F, n, D] stock tokens
-    to pick kept ones from instead; lead: [videos*F, l, D] tokens kept in front of every frame."""
+    to pick kept ones from instead; lead: [videos*F, l, D] tokens kept in front of every frame;
+    tracer: told what each frame kept (tracing)."""
     frames, per_frame, _ = vision.features.shape
     videos = frames // num_frames
+    split = tracer is not None
 
     def tokens_of(kept, indices, stock):
         if stock is None:
@@ -82,7 +95,10 @@ def video_tokens(
         return stock.gather(1, indices[..., None].expand(-1, -1, stock.shape[-1]))
 
     if video_token_num is None:
-        kept, indices = prune(pruner, vision, pruner.kept_per_image(per_frame))
+        kept, indices, important = prune(pruner, vision, pruner.kept_per_image(per_frame), split)
+        if tracer is not None:
+            labels = [("frame", frame // num_frames, frame % num_frames) for frame in range(frames)]
+            tracer.add_rows("video", vision.grid, labels, indices, important)
         tokens = tokens_of(kept, indices, frame_tokens)
         if lead is not None:
             tokens = torch.cat([lead, tokens], dim=1)
@@ -98,7 +114,10 @@ def video_tokens(
             (num_frames * rows, cols),
             None if attention is None else attention[span].transpose(0, 1).reshape(1, attention.shape[1], -1),
         )
-        kept, indices = prune(pruner, joint, video_token_num)
+        pruned = prune(pruner, joint, video_token_num, split)
+        if tracer is not None:
+            tracer.add_video(video, vision.grid, num_frames, *pruned.row(0))
+        kept, indices, _ = pruned
         stock = None if frame_tokens is None else frame_tokens[span].reshape(1, num_frames * per_frame, -1)
         tokens = tokens_of(kept, indices, stock)[0]
         if lead is not None:
@@ -112,9 +131,14 @@ def _with_leads(tokens: torch.Tensor, indices: torch.Tensor, lead: torch.Tensor,
     num_frames, num_lead, _ = lead.shape
     stride = per_frame + num_lead
     frame_of = indices // per_frame
-    keys = torch.cat([
-        (torch.arange(num_frames, device=indices.device)[:, None] * stride + torch.arange(num_lead, device=indices.device)).flatten(),
-        frame_of * stride + num_lead + indices % per_frame,
-    ])
+    keys = torch.cat(
+        [
+            (
+                torch.arange(num_frames, device=indices.device)[:, None] * stride
+                + torch.arange(num_lead, device=indices.device)
+            ).flatten(),
+            frame_of * stride + num_lead + indices % per_frame,
+        ]
+    )
     order = torch.argsort(keys)
     return torch.cat([lead.flatten(0, 1), tokens])[order]

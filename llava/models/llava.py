@@ -14,6 +14,7 @@ replace the language model's layer loop (`decoder.py`) and `model.model.forward`
 loop which prompt tokens are visual (from the `<image>` placeholder positions in `input_ids`).
 Logits then cover the tokens the last layer kept; `labels` are refused.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,15 +25,16 @@ from transformers import CLIPVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
-from ..pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner, check_signals, gather_tokens
+from ..pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner, check_signals
+from ..trace import Tracer
 from . import clip, decoder
-from .common import patch_forward, patch_generate
+from .common import apply_method, patch_forward, patch_generate
 from .placeholders import shrink_image_runs
 
 LANGUAGE_SIGNALS = frozenset({"question"})  # the prompt text after the image, read inside the language model
 
 
-def attach(model, pruner: TokenPruner, patch: InstancePatch) -> None:
+def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | None = None) -> None:
     tower = model.model.vision_tower
     if not isinstance(tower, CLIPVisionModel):
         raise ValueError(
@@ -41,20 +43,20 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch) -> None:
     host = f"{type(model).__name__} with a CLIP vision tower"
     check_signals(pruner, clip.SIGNALS | {"projected"} | LANGUAGE_SIGNALS, host)
     if isinstance(pruner, LanguageModelPruner):
-        _attach_language_model(model, pruner, patch)
+        _attach_language_model(model, pruner, patch, tracer)
         return
     if "token_merging" in pruner.requires:  # a budget the merge schedule cannot reach fails now, not at the first image
         vision = model.config.vision_config
         depth = clip.feature_depth(tower, model.config.vision_feature_layer)
         pruner.schedule((vision.image_size // vision.patch_size) ** 2, depth)
     inner = model.model
-    patch.set(inner, "get_image_features", _pruned_image_features(inner, pruner))
+    patch.set(inner, "get_image_features", _pruned_image_features(inner, pruner, tracer))
     rewrite = _rewrite(model, pruner)
     patch_forward(model, patch, rewrite)
     patch_generate(model, patch, rewrite)
 
 
-def _pruned_image_features(inner, pruner: VisionTokenPruner):
+def _pruned_image_features(inner, pruner: VisionTokenPruner, tracer: Tracer | None):
     stock = inner.get_image_features
 
     @functools.wraps(stock)
@@ -71,11 +73,14 @@ def _pruned_image_features(inner, pruner: VisionTokenPruner):
             raise ValueError("pruning does not support per-image sizes (image_sizes) on LlavaForConditionalGeneration")
         merger = pruner if "token_merging" in pruner.requires else None
         vision = clip.encode(inner.vision_tower, pixel_values, layer, signals=pruner.requires, merger=merger)
-        if "projected" in pruner.requires:
+        projected = "projected" in pruner.requires
+        if projected:
             vision.projected = inner.multi_modal_projector(vision.features)
-            kept = gather_tokens(vision.projected, pruner.select(vision))
-        else:
-            kept = inner.multi_modal_projector(pruner.reduce(vision))
+        pruned = apply_method(pruner, vision, split=tracer is not None)
+        kept = pruned.features if projected else inner.multi_modal_projector(pruned.features)
+        if tracer is not None:
+            labels = [("image", item, 0) for item in range(len(kept))]
+            tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
         output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=list(kept))
         return output if kwargs.get("return_dict", True) else output.to_tuple()
 
@@ -104,7 +109,12 @@ def _shrink(model, pruner, pixel_values, input_ids, attention_mask=None, labels=
 def _rewrite(model, pruner):
     def rewrite(given):
         shrunk = _shrink(
-            model, pruner, given.get("pixel_values"), given.get("input_ids"), given.get("attention_mask"), given.get("labels")
+            model,
+            pruner,
+            given.get("pixel_values"),
+            given.get("input_ids"),
+            given.get("attention_mask"),
+            given.get("labels"),
         )
         if shrunk is None:
             return None
@@ -113,8 +123,11 @@ def _rewrite(model, pruner):
     return rewrite
 
 
-def _attach_language_model(model, pruner: LanguageModelPruner, patch: InstancePatch) -> None:
-    decoder.attach(model.model.language_model, pruner, patch)
+def _attach_language_model(model, pruner: LanguageModelPruner, patch: InstancePatch, tracer: Tracer | None) -> None:
+    vision = model.config.vision_config
+    side = vision.image_size // vision.patch_size
+    on_stage = None if tracer is None else tracer.stage_recorder((side, side))
+    decoder.attach(model.model.language_model, pruner, patch, on_stage)
     patch.set(model.model, "forward", _marking_forward(model))
     patch.set(model, "forward", _refusing_labels(model))
 

@@ -19,6 +19,7 @@ The instance's `get_image_features` does the pruning (tower to the feature layer
 that layer beside SDPA, projector on kept tokens only); `forward`/`generate` rewrite each image's
 placeholder run from the processor's count to the kept count.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,6 +29,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
 from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from ..trace import Tracer
 from . import clip
 from .anyres import TileGrid, full_grid_order, image_map, split_total, tile_grid, with_newlines
 from .common import CLS_ATTENTION, has_select, patch_forward, patch_generate, prune
@@ -37,9 +39,11 @@ LAYOUTS = ("native", "paper")
 PAPER_TILES = 2  # the paper pins every image to 2 x 2 tiles
 
 
-def attach(model, pruner: VisionTokenPruner, patch: InstancePatch, *, layout: str = "native") -> None:
+def attach(
+    model, pruner: VisionTokenPruner, patch: InstancePatch, tracer: Tracer | None = None, *, layout: str = "native"
+) -> None:
     check_image_options(pruner, layout, "LLaVA-NeXT")
-    patch.set(model.model, "get_image_features", pruned_image_features(model.model, pruner, layout))
+    patch.set(model.model, "get_image_features", pruned_image_features(model.model, pruner, layout, tracer))
     rewrite = image_rewrite(model, pruner, layout)
     patch_forward(model, patch, rewrite)
     patch_generate(model, patch, rewrite)
@@ -92,12 +96,14 @@ def placeholder_counts(config, pruner: VisionTokenPruner, grid: TileGrid | None,
     return written, pruner.kept_per_image(per_crop + grid.num_tokens) + height
 
 
-def pruned_image_features(inner, pruner: VisionTokenPruner, layout: str):
+def pruned_image_features(inner, pruner: VisionTokenPruner, layout: str, tracer: Tracer | None = None):
     stock = inner.get_image_features
     config = inner.config
 
     @functools.wraps(stock)
-    def get_image_features(pixel_values, image_sizes, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs):
+    def get_image_features(
+        pixel_values, image_sizes, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
+    ):
         layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
         strategy = vision_feature_select_strategy or config.vision_feature_select_strategy
         if strategy != "default":
@@ -111,9 +117,9 @@ def pruned_image_features(inner, pruner: VisionTokenPruner, layout: str):
             )
         vision = clip.encode(inner.vision_tower, crops, layer, CLS_ATTENTION in pruner.requires)
         if layout == "paper":
-            tokens = paper_tokens(pruner, vision, grids, inner.multi_modal_projector)
+            tokens = paper_tokens(pruner, vision, grids, inner.multi_modal_projector, tracer)
         else:
-            tokens = native_tokens(pruner, vision, grids, inner.multi_modal_projector, inner.image_newline)
+            tokens = native_tokens(pruner, vision, grids, inner.multi_modal_projector, inner.image_newline, tracer)
         output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
         return output if kwargs.get("return_dict", True) else output.to_tuple()
 
@@ -124,10 +130,14 @@ def gather_crops(pixel_values: torch.Tensor, crops_per_image: list[int]) -> torc
     """[sum crops, 3, H, W] from the processor's padded [images, max crops, 3, H, W] (or already flat)."""
     if pixel_values.dim() == 4:
         if pixel_values.shape[0] != sum(crops_per_image):
-            raise ValueError(f"pixel_values holds {pixel_values.shape[0]} crops; the images need {sum(crops_per_image)}")
+            raise ValueError(
+                f"pixel_values holds {pixel_values.shape[0]} crops; the images need {sum(crops_per_image)}"
+            )
         return pixel_values
     if pixel_values.dim() != 5:
-        raise ValueError(f"pixel_values must be [images, crops, 3, H, W] or [crops, 3, H, W], got {tuple(pixel_values.shape)}")
+        raise ValueError(
+            f"pixel_values must be [images, crops, 3, H, W] or [crops, 3, H, W], got {tuple(pixel_values.shape)}"
+        )
     if pixel_values.shape[1] < max(crops_per_image):
         raise ValueError(
             f"pixel_values holds {pixel_values.shape[1]} crops per image, the layout needs {max(crops_per_image)}; "
@@ -139,14 +149,22 @@ def gather_crops(pixel_values: torch.Tensor, crops_per_image: list[int]) -> torc
 def per_image(vision: VisionFeatures, crops_per_image: list[int]):
     """Split a batch of crops into (features [P, N, C], attention [P, H, N] | None) per image."""
     features = vision.features.split(crops_per_image)
-    attention = vision.cls_attention.split(crops_per_image) if vision.cls_attention is not None else [None] * len(features)
+    attention = (
+        vision.cls_attention.split(crops_per_image) if vision.cls_attention is not None else [None] * len(features)
+    )
     return list(zip(features, attention))
 
 
-def paper_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid], projector) -> list[torch.Tensor]:
+def paper_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid], projector, tracer=None) -> list[torch.Tensor]:
     """Every crop pruned to T on its own; base first, then the tiles' tokens over the full tile map."""
-    kept, indices = prune(pruner, vision, pruner.kept_per_image(vision.features.shape[1]))
-    projected = projector(kept)
+    pruned = prune(pruner, vision, pruner.kept_per_image(vision.features.shape[1]), split=tracer is not None)
+    if tracer is not None:
+        labels = []
+        for item, grid in enumerate(grids):
+            labels += [("base", item, 0)] + [("tile", item, tile) for tile in range(grid.rows * grid.cols)]
+        tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+    indices = pruned.indices
+    projected = projector(pruned.features)
     tokens, start = [], 0
     for grid in grids:
         count = 1 + grid.rows * grid.cols
@@ -158,37 +176,56 @@ def paper_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid], projecto
     return tokens
 
 
-def native_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid | None], projector, newline):
+def native_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid | None], projector, newline, tracer=None):
     """The stock unpad + newline layout of each image with `visual_token_num` kept in total."""
     crops = [1 + grid.rows * grid.cols if grid is not None else 1 for grid in grids]
     return [
-        image_tokens(pruner, features, attention, vision.grid, grid, projector, newline)
-        for (features, attention), grid in zip(per_image(vision, crops), grids)
+        image_tokens(
+            pruner,
+            features,
+            attention,
+            vision.grid,
+            grid,
+            projector,
+            newline,
+            None if tracer is None else functools.partial(tracer.add, "image", item),
+        )
+        for item, ((features, attention), grid) in enumerate(zip(per_image(vision, crops), grids))
     ]
 
 
-def image_tokens(pruner, features, attention, crop_grid, grid: TileGrid | None, projector, newline):
+def image_tokens(pruner, features, attention, crop_grid, grid: TileGrid | None, projector, newline, record=None):
     """One image: base crop and tile map share the budget in proportion to their sizes (see module doc).
 
     A map the stock model resizes (OneVision's anyres_max) is resized after the projector there, so
-    its tokens are projected and resized the stock way and the kept ones picked from the result."""
+    its tokens are projected and resized the stock way and the kept ones picked from the result.
+    `record(part, grid, kept, important)` (tracing) is told what each part kept."""
+    split = record is not None
     base = VisionFeatures(features[:1], crop_grid, None if attention is None else attention[:1])
     if grid is None:  # a single crop: the whole budget goes to it, one newline after it
-        kept, _ = prune(pruner, base, pruner.kept_per_image(features.shape[1]))
-        return torch.cat([projector(kept[0]), newline[None].to(kept.dtype)])
+        kept = prune(pruner, base, pruner.kept_per_image(features.shape[1]), split)
+        if record is not None:
+            record("image", crop_grid, *kept.row(0))
+        return torch.cat([projector(kept.features[0]), newline[None].to(kept.features.dtype)])
     tile_map = VisionFeatures(
         image_map(features[1:], grid)[None],
         grid.shape,
         None if attention is None else image_map(attention[1:].transpose(1, 2), grid).T[None],
     )
-    budgets = split_total(pruner.kept_per_image(features.shape[1] + grid.num_tokens), [features.shape[1], grid.num_tokens])
-    base_kept, _ = prune(pruner, base, budgets[0])
-    map_kept, map_positions = prune(pruner, tile_map, budgets[1])
+    budgets = split_total(
+        pruner.kept_per_image(features.shape[1] + grid.num_tokens), [features.shape[1], grid.num_tokens]
+    )
+    base_kept = prune(pruner, base, budgets[0], split)
+    map_kept = prune(pruner, tile_map, budgets[1], split)
+    if record is not None:
+        record("base", crop_grid, *base_kept.row(0))
+        record("tiles", grid.shape, *map_kept.row(0))
+    map_positions = map_kept.indices[0]
     if grid.resized is not None:
-        map_tokens = image_map(projector(features[1:]), grid)[map_positions[0]]
+        map_tokens = image_map(projector(features[1:]), grid)[map_positions]
     else:
-        map_tokens = projector(map_kept[0])
-    return torch.cat([projector(base_kept[0]), with_newlines(map_tokens, map_positions[0], grid.shape, newline)])
+        map_tokens = projector(map_kept.features[0])
+    return torch.cat([projector(base_kept.features[0]), with_newlines(map_tokens, map_positions, grid.shape, newline)])
 
 
 def image_rewrite(model, pruner: VisionTokenPruner, layout: str, grids_for=None):
@@ -215,7 +252,9 @@ def image_rewrite(model, pruner: VisionTokenPruner, layout: str, grids_for=None)
                 f"the prompt holds {found} image placeholders; layout={layout!r} expects {sum(written)} "
                 f"for image sizes {[list(map(int, size)) for size in image_sizes]}{hint}"
             )
-        (ids, labels), mask = retile(counts, [(input_ids, pad), (given.get("labels"), -100)], given.get("attention_mask"))
+        (ids, labels), mask = retile(
+            counts, [(input_ids, pad), (given.get("labels"), -100)], given.get("attention_mask")
+        )
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     return rewrite

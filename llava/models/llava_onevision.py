@@ -13,6 +13,7 @@ all tokens of the feature layer (`siglip.py`), handed to methods in place of [CL
   on the pooled features and pooled attention, per frame or with `video_token_num` per video, and
   the video's closing newline token stays.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,6 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
 from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from ..trace import Tracer
 from . import llava_next, siglip
 from .anyres import tile_grid
 from .common import CLS_ATTENTION, chain, has_select, patch_forward, patch_generate
@@ -31,14 +33,21 @@ HOST = "LLaVA-OneVision"
 SIGNAL_NOTE = " (SigLIP has no [CLS]: 'cls_attention' is served as the mean attention each token receives)"
 
 
-def attach(model, pruner: VisionTokenPruner, patch: InstancePatch, *, video_token_num: int | None = None) -> None:
+def attach(
+    model,
+    pruner: VisionTokenPruner,
+    patch: InstancePatch,
+    tracer: Tracer | None = None,
+    *,
+    video_token_num: int | None = None,
+) -> None:
     check_signals(pruner, {CLS_ATTENTION}, HOST, SIGNAL_NOTE)
     if not has_select(pruner):
         raise ValueError(f"method {pruner.name!r} merges tokens; {HOST} images place newline tokens by kept positions")
     video_token_num = check_video_budget(video_token_num, pruner, HOST)
     inner = model.model
-    patch.set(inner, "get_image_features", _image_features(inner, pruner))
-    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num))
+    patch.set(inner, "get_image_features", _image_features(inner, pruner, tracer))
+    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num, tracer))
     grids_for = functools.partial(_grids_from_call, model.config)
     rewrite = chain(
         llava_next.image_rewrite(model, pruner, "native", grids_for=grids_for),
@@ -51,7 +60,9 @@ def attach(model, pruner: VisionTokenPruner, patch: InstancePatch, *, video_toke
 def _check_strategy(config, strategy):
     strategy = strategy or config.vision_feature_select_strategy
     if strategy != "full":
-        raise ValueError(f"pruning {HOST} supports vision_feature_select_strategy='full' (SigLIP has no [CLS]), got {strategy!r}")
+        raise ValueError(
+            f"pruning {HOST} supports vision_feature_select_strategy='full' (SigLIP has no [CLS]), got {strategy!r}"
+        )
 
 
 def image_grids(config, image_sizes, batch_num_images=None, vision_aspect_ratio=None):
@@ -59,8 +70,12 @@ def image_grids(config, image_sizes, batch_num_images=None, vision_aspect_ratio=
     vision = config.vision_config
     tile, side = vision.image_size, vision.image_size // vision.patch_size
     ratio = vision_aspect_ratio or config.vision_aspect_ratio
-    max_area = int(ratio.strip("anyres_max_"))
-    patched = [True] * len(image_sizes) if batch_num_images is None else [int(n) == 1 for n in batch_num_images for _ in range(int(n))]
+    max_area = int(ratio.removeprefix("anyres_max_"))
+    patched = (
+        [True] * len(image_sizes)
+        if batch_num_images is None
+        else [int(n) == 1 for n in batch_num_images for _ in range(int(n))]
+    )
     return [
         tile_grid(size, config.image_grid_pinpoints, tile, side, max_area=max_area) if use_tiles else None
         for size, use_tiles in zip(image_sizes, patched)
@@ -71,45 +86,65 @@ def _grids_from_call(config, given):
     return image_grids(config, given["image_sizes"], given.get("batch_num_images"), given.get("vision_aspect_ratio"))
 
 
-def _image_features(inner, pruner):
+def _image_features(inner, pruner, tracer):
     stock = inner.get_image_features
     config = inner.config
 
     @functools.wraps(stock)
-    def get_image_features(pixel_values, image_sizes, vision_feature_layer=None, vision_feature_select_strategy=None,
-                           vision_aspect_ratio=None, batch_num_images=None, **kwargs):
+    def get_image_features(
+        pixel_values,
+        image_sizes,
+        vision_feature_layer=None,
+        vision_feature_select_strategy=None,
+        vision_aspect_ratio=None,
+        batch_num_images=None,
+        **kwargs,
+    ):
         _check_strategy(config, vision_feature_select_strategy)
         layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
         grids = image_grids(config, image_sizes, batch_num_images, vision_aspect_ratio)
         crops = llava_next.gather_crops(pixel_values, [1 + g.rows * g.cols if g is not None else 1 for g in grids])
         vision = siglip.encode(inner.vision_tower, crops, layer, CLS_ATTENTION in pruner.requires)
-        tokens = llava_next.native_tokens(pruner, vision, grids, inner.multi_modal_projector, inner.image_newline)
+        projector, newline = inner.multi_modal_projector, inner.image_newline
+        tokens = llava_next.native_tokens(pruner, vision, grids, projector, newline, tracer)
         output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
         return output if kwargs.get("return_dict", True) else output.to_tuple()
 
     return get_image_features
 
 
-def _video_features(inner, pruner, video_token_num):
+def _video_features(inner, pruner, video_token_num, tracer):
     stock = inner.get_video_features
     config = inner.config
 
     @functools.wraps(stock)
-    def get_video_features(pixel_values_videos, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs):
+    def get_video_features(
+        pixel_values_videos, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
+    ):
         _check_strategy(config, vision_feature_select_strategy)
         layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
         videos, num_frames = pixel_values_videos.shape[:2]
-        vision = siglip.encode(inner.vision_tower, pixel_values_videos.flatten(0, 1), layer, CLS_ATTENTION in pruner.requires)
+        vision = siglip.encode(
+            inner.vision_tower, pixel_values_videos.flatten(0, 1), layer, CLS_ATTENTION in pruner.requires
+        )
         pooled = inner.apply_pooling(vision.features)  # the stock pooling, here on pre-projector features
         side = int(round(pooled.shape[1] ** 0.5))
         attention = None
         if vision.cls_attention is not None:
             attention = inner.apply_pooling(vision.cls_attention.transpose(1, 2)).transpose(1, 2)
         stock_tokens = inner.apply_pooling(inner.multi_modal_projector(vision.features))
-        tokens = video_tokens(pruner, VisionFeatures(pooled, (side, side), attention), num_frames, video_token_num,
-                              frame_tokens=stock_tokens)
+        tokens = video_tokens(
+            pruner,
+            VisionFeatures(pooled, (side, side), attention),
+            num_frames,
+            video_token_num,
+            frame_tokens=stock_tokens,
+            tracer=tracer,
+        )
         newline = inner.image_newline.to(tokens.dtype)[None, None].expand(videos, 1, -1)
-        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=torch.cat([tokens, newline], dim=1))
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=vision.features, pooler_output=torch.cat([tokens, newline], dim=1)
+        )
         return output if kwargs.get("return_dict", True) else output.to_tuple()
 
     return get_video_features

@@ -5,6 +5,7 @@ the tail of every run (not whole rows, not the text) keeps the prompt text and i
 gives the visual tokens contiguous positions. Rows that lose different amounts (different numbers
 of images) are re-padded on the side the batch was padded on (left when unpadded, as generation wants).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ def shrink_image_runs(
     new_length = int(lengths.max())
 
     if bool((lengths == new_length).all()):
+
         def take(tensor):
             return None if tensor is None else tensor[keep].view(input_ids.shape[0], new_length)
 

@@ -9,6 +9,7 @@ the same way (summed over the four patches) and so are the features (the four pr
 concatenated, the merger's own grouping before its MLP), so the method prunes merged tokens, the
 ones the language model sees (VisPruner issue #1).
 """
+
 from __future__ import annotations
 
 import sys
@@ -69,7 +70,9 @@ def _merge_order(visual, grid_thw):
     """For Qwen2.5-VL's windowed tower: positions of the merged groups in image order, else None."""
     if not hasattr(visual, "window_size"):
         return None
-    window_index, _ = get_vision_window_index(grid_thw, visual.spatial_merge_size, visual.window_size, visual.patch_size)
+    window_index, _ = get_vision_window_index(
+        grid_thw, visual.spatial_merge_size, visual.window_size, visual.patch_size
+    )
     return torch.argsort(window_index.to(grid_thw.device))
 
 

@@ -7,9 +7,10 @@ wrote for a wide image), and dropping chosen placeholders rather than the tail (
 positions of the tokens it keeps). All of them are one operation: give every token a count
 (0 = drop, 1 = keep, k = repeat k times) and rebuild the rows.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -7,6 +7,7 @@ layer, heads kept apart. It is computed from that layer's own query/key projecti
 beside SDPA, and handed to pruners in `VisionFeatures.cls_attention`, the slot [CLS] attention
 fills for CLIP towers, so every method that asks for "cls_attention" runs unchanged.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,7 +20,9 @@ from .clip import feature_depth, patch_grid
 ALL_ROWS = slice(None)
 
 
-def encode(vision_tower: nn.Module, pixel_values: torch.Tensor, vision_feature_layer: int, with_attention: bool) -> VisionFeatures:
+def encode(
+    vision_tower: nn.Module, pixel_values: torch.Tensor, vision_feature_layer: int, with_attention: bool
+) -> VisionFeatures:
     """All tokens of `vision_feature_layer` and, if asked, the mean attention each receives there."""
     depth = feature_depth(vision_tower, vision_feature_layer)
     hidden = vision_tower.embeddings(pixel_values)

@@ -7,6 +7,7 @@ token and `visual_token_num` patch tokens chosen with its own [CLS] attention; w
 `video_token_num=K` the video keeps K patch tokens in total, chosen across its frames (see
 `frames.py`), plus the 8 [CLS] tokens.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,6 +16,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
 from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from ..trace import Tracer
 from . import clip
 from .common import CLS_ATTENTION, chain, patch_forward, patch_generate, prune
 from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
@@ -23,12 +25,19 @@ from .placeholders import shrink_image_runs
 HOST = "Video-LLaVA"
 
 
-def attach(model, pruner: VisionTokenPruner, patch: InstancePatch, *, video_token_num: int | None = None) -> None:
+def attach(
+    model,
+    pruner: VisionTokenPruner,
+    patch: InstancePatch,
+    tracer: Tracer | None = None,
+    *,
+    video_token_num: int | None = None,
+) -> None:
     check_signals(pruner, {CLS_ATTENTION}, HOST)
     video_token_num = check_video_budget(video_token_num, pruner, HOST)
     inner = model.model
-    patch.set(inner, "get_image_features", _image_features(inner, pruner))
-    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num))
+    patch.set(inner, "get_image_features", _image_features(inner, pruner, tracer))
+    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num, tracer))
     rewrite = chain(_image_rewrite(model, pruner), _video_rewrite(model, pruner, video_token_num))
     patch_forward(model, patch, rewrite)
     patch_generate(model, patch, rewrite)
@@ -38,25 +47,38 @@ def _layer(inner, vision_feature_layer):
     return inner.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
 
 
-def _image_features(inner, pruner):
+def _image_features(inner, pruner, tracer):
     stock = inner.get_image_features
 
     @functools.wraps(stock)
-    def get_image_features(pixel_values=None, pixel_values_images=None, vision_feature_layer=None,
-                           vision_feature_select_strategy=None, **kwargs):
+    def get_image_features(
+        pixel_values=None,
+        pixel_values_images=None,
+        vision_feature_layer=None,
+        vision_feature_select_strategy=None,
+        **kwargs,
+    ):
         pixel_values = pixel_values if pixel_values is not None else pixel_values_images
         strategy = vision_feature_select_strategy or inner.config.vision_feature_select_strategy
         if strategy != "default":
-            raise ValueError(f"pruning {HOST} images supports vision_feature_select_strategy='default', got {strategy!r}")
-        vision = clip.encode(inner.image_tower, pixel_values, _layer(inner, vision_feature_layer), CLS_ATTENTION in pruner.requires)
-        kept, _ = prune(pruner, vision, pruner.kept_per_image(vision.features.shape[1]))
-        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=inner.multi_modal_projector(kept))
+            raise ValueError(
+                f"pruning {HOST} images supports vision_feature_select_strategy='default', got {strategy!r}"
+            )
+        vision = clip.encode(
+            inner.image_tower, pixel_values, _layer(inner, vision_feature_layer), CLS_ATTENTION in pruner.requires
+        )
+        pruned = prune(pruner, vision, pruner.kept_per_image(vision.features.shape[1]), split=tracer is not None)
+        if tracer is not None:
+            labels = [("image", item, 0) for item in range(vision.features.shape[0])]
+            tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        tokens = inner.multi_modal_projector(pruned.features)
+        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
         return output if kwargs.get("return_dict", True) else output.to_tuple()
 
     return get_image_features
 
 
-def _video_features(inner, pruner, video_token_num):
+def _video_features(inner, pruner, video_token_num, tracer):
     stock = inner.get_video_features
 
     @functools.wraps(stock)
@@ -64,10 +86,14 @@ def _video_features(inner, pruner, video_token_num):
         videos, num_frames = pixel_values_videos.shape[:2]
         frames = pixel_values_videos.flatten(0, 1)
         tower = inner.video_tower
-        hidden, attention = clip.encode_with_cls(tower, frames, _layer(inner, vision_feature_layer), CLS_ATTENTION in pruner.requires)
+        hidden, attention = clip.encode_with_cls(
+            tower, frames, _layer(inner, vision_feature_layer), CLS_ATTENTION in pruner.requires
+        )
         vision = VisionFeatures(hidden[:, 1:], clip.patch_grid(frames, tower), attention)
         project = inner.multi_modal_projector
-        tokens = video_tokens(pruner, vision, num_frames, video_token_num, project=project, lead=project(hidden[:, :1]))
+        tokens = video_tokens(
+            pruner, vision, num_frames, video_token_num, project=project, lead=project(hidden[:, :1]), tracer=tracer
+        )
         output = BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=tokens)
         return output if kwargs.get("return_dict", True) else output.to_tuple()
 
@@ -87,8 +113,14 @@ def _image_rewrite(model, pruner):
             return None
         num_tokens = clip.tokens_per_image(pixel_values, model.model.image_tower)
         shrunk = shrink_image_runs(
-            given["input_ids"], model.config.image_token_id, pixel_values.shape[0], num_tokens,
-            pruner.kept_per_image(num_tokens), given.get("attention_mask"), given.get("labels"), _pad(model),
+            given["input_ids"],
+            model.config.image_token_id,
+            pixel_values.shape[0],
+            num_tokens,
+            pruner.kept_per_image(num_tokens),
+            given.get("attention_mask"),
+            given.get("labels"),
+            _pad(model),
         )
         return None if shrunk is None else vars(shrunk)
 

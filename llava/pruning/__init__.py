@@ -6,6 +6,7 @@
 >>> create_pruner("vispruner", visual_token_num=64, important_ratio=0.5)
 VisPruner(visual_token_num=64, important_ratio=0.5)
 """
+
 from __future__ import annotations
 
 import inspect
@@ -54,7 +55,19 @@ def create_pruner(method: str, visual_token_num: int, **options) -> TokenPruner:
     return cls(visual_token_num, **options)
 
 
-for _method in (VisPruner, FasterVLM, RandomPruner, Pool, DivPrune, VisionZip, PruMergePlus, ToMe, FastV, PDrop, SparseVLM):
+for _method in (
+    VisPruner,
+    FasterVLM,
+    RandomPruner,
+    Pool,
+    DivPrune,
+    VisionZip,
+    PruMergePlus,
+    ToMe,
+    FastV,
+    PDrop,
+    SparseVLM,
+):
     register_method(_method)
 
 __all__ = [

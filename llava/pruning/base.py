@@ -6,6 +6,7 @@ Two kinds of methods exist:
 * `LanguageModelPruner`: drops visual tokens from the hidden states between language-model layers;
   the language model receives all tokens and keeps fewer after its pruning layer(s).
 """
+
 from __future__ import annotations
 
 import math
@@ -148,7 +149,9 @@ class TokenPruner:
         return PruningConfig(self.name, self.visual_token_num, self.options)
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v!r}" for k, v in {"visual_token_num": self.visual_token_num, **self.options}.items())
+        settings = ", ".join(
+            f"{k}={v!r}" for k, v in {"visual_token_num": self.visual_token_num, **self.options}.items()
+        )
         return f"{type(self).__name__}({settings})"
 
 
@@ -167,6 +170,12 @@ class VisionTokenPruner(TokenPruner):
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         """Kept token indices [B, T], ascending."""
         raise NotImplementedError
+
+    def select_split(self, vision: VisionFeatures) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`select`'s kept indices, and which of them were kept for importance ([B, T'] ascending) where the
+        method keeps tokens for two reasons (VisPruner: important and diverse); None for the others.
+        The kept indices are `select`'s, bit for bit (tracing reads the split, it changes nothing)."""
+        return self.select(vision), None
 
     def reduce(self, vision: VisionFeatures) -> torch.Tensor:
         """Reduced pre-projector features [B, T, C] in the order the language model will see them."""

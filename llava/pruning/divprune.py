@@ -12,6 +12,7 @@ the one farthest from its nearest neighbour; every next token is the one whose s
 the tokens already chosen is largest. Deviation: a chosen token is never chosen again (the published
 loop could re-pick one only when every remaining token duplicates a chosen one exactly).
 """
+
 from __future__ import annotations
 
 import torch

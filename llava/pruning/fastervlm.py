@@ -7,6 +7,7 @@ Signal: the feature layer's [CLS] -> patch attention, averaged over heads.
 Budget: T tokens per image reach the language model, in raster order. This is VisPruner with
 important_ratio = 1.0 (no diverse tokens).
 """
+
 from __future__ import annotations
 
 import torch

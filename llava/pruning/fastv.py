@@ -12,6 +12,7 @@ Budget: T visual tokens per image remain from layer K on (the published R = 50 %
 T = 288); a prompt's images compete for T x (number of images) slots. Kept tokens keep their
 original rotary positions, as in FastV's code, and decoding continues from the unpruned length.
 """
+
 from __future__ import annotations
 
 import torch

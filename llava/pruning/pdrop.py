@@ -14,6 +14,7 @@ int(T * ratio**2) after the third, ... (the paper's default ratio 0.5 with T = 2
 code, the kept tokens are renumbered (rotary positions 0, 1, 2, ... without gaps) and decoding
 continues from the shortened length.
 """
+
 from __future__ import annotations
 
 from .base import LanguageModelPruner, check_layers, check_ratio

@@ -10,6 +10,7 @@ T = 32 -> 5 x 6 = 30 tokens. Pooling windows follow `adaptive_avg_pool2d` (uneve
 grid does not divide evenly). The pooled tokens reach the language model in raster order; T >= N
 leaves the grid as it is.
 """
+
 from __future__ import annotations
 
 import math

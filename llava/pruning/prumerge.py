@@ -18,6 +18,7 @@ method picks its count adaptively (about 25 % of the tokens); here the count is 
   by key cosine similarity (a_j: their [CLS] attention, not renormalised);
 * the extra token is the attention-weighted sum of all patches not kept.
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,7 +46,9 @@ def select(attention: torch.Tensor, num_kept: int) -> torch.Tensor:
     num_outliers = outlier_count(attention).clamp(max=num_kept)
     by_attention = torch.argsort(attention, dim=-1, descending=True, stable=True)
     slot = torch.arange(num_kept, device=device).expand(batch, -1)
-    rank = torch.empty_like(by_attention).scatter_(1, by_attention, torch.arange(num_tokens, device=device).expand(batch, -1))
+    rank = torch.empty_like(by_attention).scatter_(
+        1, by_attention, torch.arange(num_tokens, device=device).expand(batch, -1)
+    )
     is_outlier = rank < num_outliers[:, None]
     # Non-outliers in raster order, then `num_samples` of them at evenly spread ranks.
     others = torch.argsort(is_outlier.long() * num_tokens + torch.arange(num_tokens, device=device), dim=-1)

@@ -8,6 +8,7 @@ Reproducibility: the positions come from a torch generator seeded with `seed` wh
 applied; every call draws fresh positions for every image, so the same inputs in the same order
 give the same selections (re-applying the method restarts the stream).
 """
+
 from __future__ import annotations
 
 import numbers

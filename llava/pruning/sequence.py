@@ -4,6 +4,7 @@ A `Sequence` is one batch of hidden states between two decoder layers together w
 needs to shorten it: rotary positions, the padding mask, which tokens are visual (and from which
 image of their row), and where each token came from in the prefill input.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -56,7 +57,9 @@ def top_visual(scores: torch.Tensor, visual: torch.Tensor, counts: torch.Tensor)
     the earlier token."""
     masked = scores.float().masked_fill(~visual, float("-inf"))
     order = torch.argsort(masked, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
+    )
     return visual & (rank < counts[:, None])
 
 

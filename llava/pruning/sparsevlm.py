@@ -23,6 +23,7 @@ Other budgets need an explicit `schedule`.
 Deviations: scores are computed in float32; clustering breaks density ties by token order instead
 of by random jitter; rows without a rater above the mean use all their text tokens.
 """
+
 from __future__ import annotations
 
 import math
@@ -131,7 +132,9 @@ class SparseVLM(LanguageModelPruner):
         """Origins [B, R] of each row's raters (padded with -1)."""
         super().start(sequence)
         visual = sequence.visual
-        after_images = sequence.mask & (torch.arange(visual.shape[1], device=visual.device) > _last_visual(visual)[:, None])
+        after_images = sequence.mask & (
+            torch.arange(visual.shape[1], device=visual.device) > _last_visual(visual)[:, None]
+        )
         rows = []
         for row in range(visual.shape[0]):  # the base check guarantees text after the last image
             raters = select_raters(sequence.hidden[row], visual[row], after_images[row])

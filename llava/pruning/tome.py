@@ -12,6 +12,7 @@ ceil(remaining / layers left), capped at half its patch tokens; a budget that ca
 that way raises ValueError. The tokens reach the language model in ToMe's order (the unmerged
 tokens of the even set, then the odd set), not in raster order.
 """
+
 from __future__ import annotations
 
 import math

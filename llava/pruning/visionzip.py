@@ -13,6 +13,7 @@ other patch joins the target whose head-mean key is most similar (cosine), and e
 token is its target's feature plus the mean of the features that joined it. T >= N keeps all
 patches unchanged.
 """
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ VLMs", ICCV 2025, arXiv 2412.01818 (v2). Prunes before the language model, on th
 features of the layer LLaVA reads (`vision_feature_layer`), using that layer's [CLS] -> patch
 attention (importance) and the cosine similarity between patch features (diversity).
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,10 +56,7 @@ def select(
     argsort, so where two scores are exactly equal its order is left to the sorting kernel; here
     the earlier position always wins, on every device.
     """
-    visual_token_num = check_token_num(visual_token_num)
-    important_ratio = check_ratio(important_ratio, "important_ratio")
-    _check_shapes(features, cls_attention)
-    return _select(features, cls_attention, visual_token_num, important_ratio)
+    return _select(*_checked(features, cls_attention, visual_token_num, important_ratio))
 
 
 def compiled_select(
@@ -71,30 +69,60 @@ def compiled_select(
     operator dispatch for each of the ~5 operations of each of the ~60 rounds. On CUDA the rounds
     replay as one CUDA graph (mode "reduce-overhead"). Compiles once per input shape and budget
     (tens of seconds), so it pays off for long runs at a fixed batch size."""
-    visual_token_num = check_token_num(visual_token_num)
-    important_ratio = check_ratio(important_ratio, "important_ratio")
-    _check_shapes(features, cls_attention)
+    return _run_compiled(_select, *_checked(features, cls_attention, visual_token_num, important_ratio))
+
+
+def select_split(
+    features: torch.Tensor,
+    cls_attention: torch.Tensor,
+    visual_token_num: int,
+    important_ratio: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`select`'s kept tokens and which of them are the important ones: (kept [B, T] ascending, the same
+    indices as `select`; important [B, int(T * r)] ascending, the most-attended tokens). The other kept
+    tokens are the diverse ones. T >= N keeps all N and selects nothing: important is then [B, 0]."""
+    return _select_split(*_checked(features, cls_attention, visual_token_num, important_ratio))
+
+
+_COMPILED: dict[tuple[str, str], object] = {}
+
+
+def _run_compiled(function, features, cls_attention, visual_token_num: int, important_ratio: float):
+    """`function` through `torch.compile`, compiled once per function and device kind."""
     kind = features.device.type
-    if kind not in _COMPILED:
-        _COMPILED[kind] = torch.compile(_select, dynamic=False, mode="reduce-overhead" if kind == "cuda" else None)
-    return _COMPILED[kind](features, cls_attention, visual_token_num, important_ratio).clone()  # graphs reuse outputs
-
-
-_COMPILED: dict[str, object] = {}
+    key = (function.__name__, kind)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(function, dynamic=False, mode="reduce-overhead" if kind == "cuda" else None)
+    output = _COMPILED[key](features, cls_attention, visual_token_num, important_ratio)
+    if isinstance(output, tuple):
+        return tuple(t.clone() for t in output)  # graphs reuse their outputs
+    return output.clone()
 
 
 def _select(features, cls_attention, visual_token_num: int, important_ratio: float) -> torch.Tensor:
     batch, num_tokens, _ = features.shape
     if visual_token_num >= num_tokens:
         return torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
+    return torch.cat(_parts(features, cls_attention, visual_token_num, important_ratio), dim=1).sort(dim=-1).values
 
+
+def _select_split(features, cls_attention, visual_token_num: int, important_ratio: float):
+    batch, num_tokens, _ = features.shape
+    if visual_token_num >= num_tokens:
+        kept = torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
+        return kept, kept[:, :0]
+    important, diverse = _parts(features, cls_attention, visual_token_num, important_ratio)
+    return torch.cat([important, diverse], dim=1).sort(dim=-1).values, important.sort(dim=-1).values
+
+
+def _parts(features, cls_attention, visual_token_num: int, important_ratio: float):
+    """(important [B, T_imp] by descending attention, diverse [B, T_div]) for T < N."""
     num_important, num_diverse = split_budget(visual_token_num, important_ratio)
     order = attention_order(cls_attention)
-    kept = order[:, :num_important]
-    if num_diverse > 0:
-        diverse = diverse_tokens(features, order[:, num_important:], num_diverse)
-        kept = torch.cat([kept, diverse], dim=1)
-    return kept.sort(dim=-1).values
+    important = order[:, :num_important]
+    if num_diverse == 0:
+        return important, order[:, :0]
+    return important, diverse_tokens(features, order[:, num_important:], num_diverse)
 
 
 def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int) -> torch.Tensor:
@@ -118,6 +146,14 @@ def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int) -> tor
         position = torch.cat([even.gather(1, by_redundancy[:, drop:]), odd], dim=1)
         remaining -= drop
     return pool.gather(1, position)
+
+
+def _checked(features: torch.Tensor, cls_attention: torch.Tensor, visual_token_num, important_ratio):
+    """The arguments of `select`, checked (ValueError naming the argument) and normalised."""
+    visual_token_num = check_token_num(visual_token_num)
+    important_ratio = check_ratio(important_ratio, "important_ratio")
+    _check_shapes(features, cls_attention)
+    return features, cls_attention, visual_token_num, important_ratio
 
 
 def _check_shapes(features: torch.Tensor, cls_attention: torch.Tensor) -> None:
@@ -153,6 +189,12 @@ class VisPruner(VisionTokenPruner):
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         run = compiled_select if self.compile else select
         return run(vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio)
+
+    def select_split(self, vision: VisionFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        arguments = (vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio)
+        if self.compile:
+            return _run_compiled(_select_split, *_checked(*arguments))
+        return select_split(*arguments)
 
     def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
         num_important, num_diverse = split_budget(self.visual_token_num, self.important_ratio)

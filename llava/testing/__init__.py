@@ -6,6 +6,7 @@ language model, so it travels the same code path as the full-size checkpoint.
 >>> from llava.testing import build_tiny_llava
 >>> model, processor = build_tiny_llava(image_size=112)
 """
+
 from .families import (
     build_family_tokenizer,
     build_tiny_llava_next,

@@ -2,9 +2,10 @@
 
 Each builder returns `(model, image_processor, tokenizer)` for tests, demos and benchmarks: the real
 model class with a tiny CLIP / SigLIP / Qwen vision tower and a 2-layer language model. Processors
-that hold a video-processor slot cannot be built without torchvision (see the README), so prompts
+that hold a video-processor slot cannot be built without torchvision (see docs/methods.md), so prompts
 with placeholders are written by the helpers below, the way the stock processors write them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -222,8 +223,14 @@ def build_tiny_qwen2_vl(version: str = "2", seed: int = 0):
         model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **ids))
     elif version == "2.5":
         vision = dict(
-            depth=3, hidden_size=32, out_hidden_size=64, intermediate_size=64, num_heads=4,
-            window_size=56, fullatt_block_indexes=[1], patch_size=14,
+            depth=3,
+            hidden_size=32,
+            out_hidden_size=64,
+            intermediate_size=64,
+            num_heads=4,
+            window_size=56,
+            fullatt_block_indexes=[1],
+            patch_size=14,
         )
         model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids))
     else:

@@ -3,6 +3,7 @@
 They travel the exact code path of LLaVA-1.5 (`LlavaForConditionalGeneration`, a CLIP vision tower
 with [CLS], a 2-layer MLP projector, a Llama language model, `LlavaProcessor`) with random weights.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,7 +34,10 @@ def build_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, show_progress=False, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        show_progress=False,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     backend.train_from_iterator(_CORPUS, trainer=trainer)
     return PreTrainedTokenizerFast(

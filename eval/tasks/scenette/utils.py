@@ -1,6 +1,7 @@
 """lmms-eval hooks for the Scenette tasks: the rows come from `scenette.data`, the images are
 rendered from each row's scene seed, and answers are scored by `scenette.prompt.score_answer`
 (the same function the direct evaluation uses)."""
+
 from scenette.data import doc_image, eval_file
 from scenette.prompt import question_text, score_answer
 from scenette.questions import QUESTION_TYPES

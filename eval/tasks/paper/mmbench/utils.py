@@ -1,4 +1,5 @@
 """MMBench-CN dev: lmms-eval's prompts and submission file, scored locally without a GPT model."""
+
 import json
 
 from lmms_eval.tasks._task_utils.file_utils import generate_submission_file

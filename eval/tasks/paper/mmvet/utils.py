@@ -1,4 +1,5 @@
 """MM-Vet answers in the official evaluator's format ({question_id: answer})."""
+
 import json
 
 from lmms_eval.tasks._task_utils.file_utils import generate_submission_file

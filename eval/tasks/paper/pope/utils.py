@@ -1,4 +1,5 @@
 """POPE with LLaVA's answer reading; precision/recall/F1 are lmms-eval's (positive class "yes")."""
+
 from lmms_eval.tasks.pope.utils import (  # noqa: F401
     pope_aggregate_accuracy,
     pope_aggregate_f1_score,

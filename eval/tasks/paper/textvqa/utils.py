@@ -1,4 +1,5 @@
 """TextVQA with OCR reference tokens (the LLaVA-1.5 protocol); scoring is lmms-eval's VQA accuracy."""
+
 from lmms_eval.tasks.textvqa.utils import textvqa_aggregate_submissions, textvqa_process_results  # noqa: F401
 
 SHORT_ANSWER = "Answer the question using a single word or phrase."

@@ -1,4 +1,5 @@
 """Video-LLaVA open-ended QA: prompts, and the predictions file the GPT judge reads."""
+
 import json
 
 from lmms_eval.tasks._task_utils.file_utils import generate_submission_file
