@@ -3,10 +3,9 @@
     python -m analysis.notebooks --output out/notebooks                 # every notebook, default model
     python -m analysis.notebooks --smoke --output /tmp/nb attention_shift
 
-Each notebook's cell tagged `parameters` holds its defaults; given values go into a cell inserted
-right after it (the papermill convention), and the notebook runs in `analysis/` as its folder.
-Executed copies (with outputs) are written to --output; the notebooks in the repository stay
-output-free.
+Each notebook's cell tagged `parameters` holds its defaults; papermill runs it with the given values
+in a cell inserted right after that one, in `analysis/` as its folder. Executed copies (with
+outputs) are written to --output; the notebooks in the repository stay output-free.
 """
 
 from __future__ import annotations
@@ -20,28 +19,21 @@ NOTEBOOKS = {path.stem: path for path in sorted(FOLDER.glob("*.ipynb"))}
 
 def execute(name: str, parameters: dict | None = None, output: Path | None = None, timeout: int = 1800):
     """Run notebook `name` (a key of NOTEBOOKS) with `parameters`; returns the executed notebook."""
-    import nbformat
-    from nbclient import NotebookClient
+    import papermill
 
     if name not in NOTEBOOKS:
         raise ValueError(f"no notebook {name!r}; available: {', '.join(NOTEBOOKS)}")
-    notebook = nbformat.read(NOTEBOOKS[name], as_version=4)
-    if parameters:
-        tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
-        if not tagged:
-            raise ValueError(f"{NOTEBOOKS[name]} has no cell tagged 'parameters'")
-        source = "# injected parameters\n" + "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
-        notebook.cells.insert(
-            tagged[0] + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
-        )
-    client = NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}
-    )
-    client.execute()
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, output / f"{name}.ipynb")
-    return notebook
+    return papermill.execute_notebook(
+        NOTEBOOKS[name],
+        None if output is None else output / f"{name}.ipynb",
+        parameters=parameters or {},
+        kernel_name="python3",
+        cwd=FOLDER,
+        execution_timeout=timeout,
+        progress_bar=False,
+    )
 
 
 def main(argv=None) -> None:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import tables, timing
+from .command import add_device_arguments, add_output_argument, refuse_existing_output, save_report, start_torch
 from .hardware import describe, load_average
-from .selection import AUTO_DEVICE, SHAPES
+from .selection import SHAPES
 from .tables import Column
 from .timing import measure, use_device
 
@@ -137,28 +137,18 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=AUTO_DEVICE, help="cpu, cuda, cuda:N; default: cuda when torch sees one")
+    add_device_arguments(parser)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--tokens", type=int, nargs="+", default=[64])
     timing.add_arguments(parser, repeats=3, warmup=1)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", type=Path, help="write the report as JSON here (refuses to overwrite)")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     timing.check_arguments(parser, args)
-    if args.output and args.output.exists():
-        parser.error(f"--output: {args.output} exists; choose another path")
-    import torch  # after parsing: `--help` and argument errors answer without loading torch
-
-    if args.device == AUTO_DEVICE:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    refuse_existing_output(parser, args.output)
+    start_torch(args)
     report = run(args)
     print(markdown(report))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.output}")
+    save_report(report, args.output)
 
 
 if __name__ == "__main__":

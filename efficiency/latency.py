@@ -32,12 +32,12 @@ from functools import partial
 from pathlib import Path
 
 from . import report, timing
+from .command import AUTO_DEVICE, DEVICE_HELP
 from .hardware import describe, load_average
 from .shapes import POPE_PROMPT, SHAPES, PromptLayout, Shape, shape
 from .timing import measure, use_device
 
 METHODS = ("none", "oracle", "vispruner", "fastv", "visionzip", "random")
-AUTO_DEVICE = "auto"
 SMOKE_DEFAULTS = dict(tokens=[16, 8], batch=[1, 2], repeats=1, warmup=0, decode_tokens=2, min_run_time=0.0)
 RUN_DEFAULTS = dict(tokens=[128, 64, 32], batch=[1, 8, 32], repeats=20, warmup=3, decode_tokens=16)
 
@@ -136,7 +136,7 @@ def _write(path: Path, result: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="cpu-small", choices=SHAPES)
-    parser.add_argument("--device", default=AUTO_DEVICE, help="cpu, cuda, cuda:N; default: cuda when torch sees one")
+    parser.add_argument("--device", default=AUTO_DEVICE, help=DEVICE_HELP)
     parser.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from . import tables, timing
+from .command import add_output_argument, refuse_existing_output, save_report
 from .hardware import describe, load_average
 from .tables import Column
 from .timing import Timing, measure
@@ -111,11 +111,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     timing.add_arguments(parser, repeats=3, warmup=1)
     parser.add_argument("--crops", type=int, default=1, help="SigLIP crops per forward (an anyres image has up to 10)")
-    parser.add_argument("--output", type=Path, help="write the results here as JSON (refuses to overwrite)")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     timing.check_arguments(parser, args)
-    if args.output is not None and args.output.exists():
-        parser.error(f"{args.output} exists; choose another --output or delete it")
+    refuse_existing_output(parser, args.output)
     import torch  # after parsing: `--help` and argument errors answer without loading torch
 
     torch.manual_seed(0)
@@ -137,10 +136,7 @@ def main(argv=None) -> None:
         "load_average_1_5_15_min": {"before": load_before, "after": load_average()},
         "results": rows,
     }
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.output}")
+    save_report(result, args.output)
 
 
 if __name__ == "__main__":

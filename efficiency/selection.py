@@ -15,27 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from . import tables, timing
+from .command import add_device_arguments, add_output_argument, refuse_existing_output, save_report, start_torch
 from .hardware import describe
+from .shapes import CLIP_L_336
 from .tables import Column
 from .timing import measure, use_device
 
 SHAPES = {
-    "clip-l-336": dict(  # LLaVA-1.5's tower: N = 576, C = 1024
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-    ),
+    "clip-l-336": CLIP_L_336,  # LLaVA-1.5's tower: N = 576, C = 1024
     "tiny": dict(
         hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, image_size=112, patch_size=14
     ),
 }
-AUTO_DEVICE = "auto"
 MS = "_ms"  # the suffix of a median in a result row
 
 
@@ -136,7 +129,7 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default=AUTO_DEVICE, help="cpu, cuda, cuda:N; default: cuda when torch sees one")
+    add_device_arguments(parser)
     parser.add_argument("--shape", default="clip-l-336", choices=sorted(SHAPES), help="vision tower shape")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1])
@@ -145,26 +138,16 @@ def main(argv=None) -> None:
     parser.add_argument("--feature-layer", type=int, default=-2)
     timing.add_arguments(parser, repeats=5, warmup=1)
     parser.add_argument("--compile", action="store_true", help="also time `compiled_select` (torch.compile)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--output", type=Path, help="write the report as JSON here (refuses to overwrite)")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup >= 1 (the first call compiles)")
     timing.check_arguments(parser, args)
-    if args.output and args.output.exists():
-        parser.error(f"--output: {args.output} exists; choose another path")
-    import torch  # after parsing: `--help` and argument errors answer without loading torch
-
-    if args.device == AUTO_DEVICE:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    refuse_existing_output(parser, args.output)
+    start_torch(args)
     report = run(args)
     print(markdown(report))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.output}")
+    save_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
     markdown(rows, [Column("method", "method"), Column("TTFT ms", lambda r: r["ttft"]["median_ms"], ".1f")])
 
 Numbers stay numbers until tabulate formats them (right-aligned, each column with its format spec);
-a missing value (None) prints as "-".
+a missing value (None) prints as "-". Cells already written as text (a column that mixes numbers with
+markers such as "sub.") go through `markdown_text`, which prints them as given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 MISSING = "-"
@@ -38,3 +39,15 @@ def markdown(rows: Sequence[dict], columns: Sequence[Column]) -> str:
         dtype=object,  # keeps ints as ints and None as None (not NaN), so tabulate formats each as it is
     )
     return frame.to_markdown(index=False, floatfmt=tuple(c.format for c in columns), missingval=MISSING)
+
+
+def markdown_text(header: Sequence[str], body: Sequence[Sequence[str]], right_aligned: Iterable[int] = ()) -> str:
+    """A GitHub-flavoured Markdown table of cells already written as text, printed exactly as given (no number
+    parsing, so "55.0" stays 55.0); the columns at the indices `right_aligned` (numbers) are right-aligned, the
+    others left."""
+    import pandas
+
+    right = set(right_aligned)
+    frame = pandas.DataFrame(list(body), columns=list(header), dtype=object)
+    align = ["right" if i in right else "left" for i in range(len(header))]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)

@@ -10,6 +10,9 @@ with the average accuracy and score. MME is the perception score (cognition besi
 waiting for an evaluation server show "sub." (for the GPT judge: "judge"). --paper adds the paper's
 own numbers under each matching row (and the unpruned one).
 
+Every format is written by pandas: Markdown by DataFrame.to_markdown (efficiency.tables), LaTeX as a
+booktabs tabular by DataFrame.to_latex (title and notes as comments), CSV by DataFrame.to_csv.
+
 Scenette sweeps (python -m eval.scenette: <folder>/<method>/<setting>.json, anywhere under the
 given folder) get one table per folder, the same one the sweep prints at its end, notes under it.
 """
@@ -17,10 +20,10 @@ given folder) get one table per folder, the same one the sweep prints at its end
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from efficiency.tables import markdown_text
 
 from .benchmarks import BENCHMARKS, FAMILIES, table_order
 from .paper_numbers import PAPER_LABELS, family_of, paper_row
@@ -152,6 +155,8 @@ def _with_paper_rows(lines, rows, family, columns, summary_columns) -> list[Line
 
 
 def _cell(line: Line, label: str) -> str:
+    # Written as text here: a column mixes numbers with markers ("sub.", "–"), each label has its own format
+    # (Score .2f, Rel. with %), and tabulate formats a column holding any text with str().
     value = line.summary.get(label) if label in line.summary else line.values.get(label)
     if value is None:
         return line.pending.get(label, MISSING)
@@ -174,48 +179,43 @@ def render(tables: list[Table], fmt: str = "markdown") -> str:
 
 
 def markdown_table(header: list[str], body: list[list[str]], title: str = "", right_aligned=()) -> str:
-    """A Markdown table by pytablewriter, cells exactly as given (no type guessing, so 55.0 stays 55.0);
-    the columns at the indices `right_aligned` (numbers) are right-aligned, the others left."""
-    from pytablewriter import MarkdownTableWriter
-    from pytablewriter.style import Style
-    from pytablewriter.typehint import String
-
-    aligned = [Style(align="right" if i in right_aligned else "left") for i in range(len(header))]
-    writer = MarkdownTableWriter(table_name=title, headers=header, value_matrix=body, margin=1,
-                                 type_hints=[String] * len(header), column_styles=aligned)  # fmt: skip
-    return writer.dumps()
+    """A Markdown table by pandas (efficiency.tables.markdown_text), cells exactly as given (so 55.0 stays 55.0),
+    under a "# title" heading; the columns at the indices `right_aligned` (numbers) are right-aligned, the others
+    left."""
+    heading = f"# {title}\n\n" if title else ""  # written here: to_markdown has no title or caption
+    return heading + markdown_text(header, body, right_aligned) + "\n"
 
 
 def _markdown(table: Table) -> str:
     header, body = _grid(table)
-    notes = "".join(f"\n- {note}" for note in table.notes)
+    notes = "".join(f"\n- {note}" for note in table.notes)  # written here: to_markdown writes no text beside the table
     table_text = markdown_table(header, body, table.heading, right_aligned=range(3, len(header)))
     return table_text + (notes + "\n" if notes else "")
 
 
 def _latex(table: Table) -> str:
-    # Written here: pytablewriter's LaTeX writer makes a math-mode array of \verb cells, not a booktabs tabular.
+    """A booktabs tabular by pandas (DataFrame.to_latex escapes the cells); the heading and notes as comments."""
+    import pandas
+
     header, body = _grid(table)
-    escape = lambda s: (  # noqa: E731
-        s.replace("\\", "\\textbackslash{}").replace("%", "\\%").replace("_", "\\_").replace("&", "\\&")
-    )
-    lines = [f"% {table.heading}", "\\begin{tabular}{lll" + "r" * (len(header) - 3) + "}", "\\toprule",
-             " & ".join(escape(h) for h in header) + " \\\\", "\\midrule"]  # fmt: skip
-    lines += [" & ".join(escape(c) for c in row) + " \\\\" for row in body]
-    lines += ["\\bottomrule", "\\end{tabular}"] + [f"% {note}" for note in table.notes]
+    frame = pandas.DataFrame(body, columns=header, dtype=object)
+    tabular = frame.to_latex(index=False, escape=True, column_format="lll" + "r" * (len(header) - 3))
+    # Written here: pandas writes no comment lines, and its caption would wrap the tabular in a table float.
+    lines = [f"% {table.heading}", tabular.rstrip("\n"), *(f"% {note}" for note in table.notes)]
     return "\n".join(lines) + "\n"
 
 
 def _csv(table: Table) -> str:
-    # The standard library's writer: pytablewriter quotes every field (the header too) or none, never only where needed.
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["model", "method", "tokens", "ratio", *table.columns, *table.summary_columns])
-    for line in table.lines:
-        values = [line.summary.get(c, line.values.get(c)) for c in table.columns + table.summary_columns]
-        numbers = ["" if v is None else f"{v:.6g}" for v in values]
-        writer.writerow([table.model, line.method, line.tokens, line.ratio, *numbers])
-    return buffer.getvalue()
+    import pandas
+
+    numbers = table.columns + table.summary_columns
+    frame = pandas.DataFrame(
+        [[table.model, line.method, line.tokens, line.ratio, *(line.summary.get(c, line.values.get(c)) for c in numbers)]
+         for line in table.lines],
+        columns=["model", "method", "tokens", "ratio", *numbers],
+    )  # fmt: skip
+    frame = frame.astype(dict.fromkeys(numbers, "float64"))  # None -> NaN, written as an empty field
+    return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
 def collect(root: Path, model: str | None = None, paper: bool = False) -> list[Table]:

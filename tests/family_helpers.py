@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
+from transformers import LlavaOnevisionProcessor, ProcessorMixin
 
 import llava
 
@@ -79,3 +81,23 @@ def assert_unpruned_is_stock(model, inputs: dict, **pruning) -> None:
         llava.remove_pruning(model)
     assert torch.equal(same, expected)
     assert torch.allclose(same_logits, logits, atol=1e-5)
+
+
+def onevision_processor(image_processor, tokenizer, aspect_ratio="anyres_max_9", num_image_tokens=16):
+    """The real LLaVA-OneVision processor with its video slot left empty: the stock class insists on a
+    video processor, which cannot be built without torchvision (docs/methods.md)."""
+    stock = ProcessorMixin.check_argument_for_proper_class
+
+    def lenient(self, name, argument):
+        return None if (argument is None and name == "video_processor") else stock(self, name, argument)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ProcessorMixin, "check_argument_for_proper_class", lenient)
+        return LlavaOnevisionProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            num_image_tokens=num_image_tokens,
+            vision_feature_select_strategy="full",
+            vision_aspect_ratio=aspect_ratio,
+        )

@@ -4,13 +4,13 @@ import copy
 
 import pytest
 import torch
-from transformers import AttentionInterface, LlavaOnevisionProcessor
-from transformers.processing_utils import ProcessorMixin
+from transformers import AttentionInterface
 
 import llava
 from family_helpers import (
     assert_unpruned_is_stock,
     generate,
+    onevision_processor,
     random_image,
     real_rows,
     stock_and_pruned,
@@ -36,25 +36,6 @@ def test_received_attention_is_the_same_in_any_chunk_size():
 @pytest.fixture(scope="module")
 def onevision():
     return build_tiny_llava_onevision()
-
-
-def onevision_processor(image_processor, tokenizer, aspect_ratio):
-    """The real processor; its video slot is filled with None (no torchvision), as docs/methods.md explains."""
-    stock = ProcessorMixin.check_argument_for_proper_class
-
-    def lenient(self, name, argument):
-        return None if (argument is None and name == "video_processor") else stock(self, name, argument)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ProcessorMixin, "check_argument_for_proper_class", lenient)
-        return LlavaOnevisionProcessor(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            num_image_tokens=16,
-            vision_feature_select_strategy="full",
-            vision_aspect_ratio=aspect_ratio,
-        )
 
 
 @pytest.mark.parametrize("layer", [-1, -2])

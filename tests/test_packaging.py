@@ -223,7 +223,7 @@ def wheel(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_wheel_holds_the_checkpoint_and_the_task_files(wheel):
+def test_wheel_holds_the_checkpoint_the_task_files_and_the_notebooks(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     checkpoint = {f"scenette/scenette-llava/{p.name}" for p in CHECKPOINT.iterdir() if p.is_file()}
     assert {"scenette/scenette-llava/config.json", "scenette/scenette-llava/model.safetensors",
@@ -232,6 +232,8 @@ def test_wheel_holds_the_checkpoint_and_the_task_files(wheel):
     tasks = {p.relative_to(REPO).as_posix() for p in TASKS.rglob("*") if p.name.endswith(("yaml", ".py"))}
     assert "eval/tasks/scenette/scenette.yaml" in tasks
     assert tasks <= names, sorted(tasks - names)
+    notebooks = {p.relative_to(REPO).as_posix() for p in (REPO / "analysis").glob("*.ipynb")}
+    assert notebooks and notebooks <= names, sorted(notebooks - names)
 
 
 # Run where the checkout is not: the installed copy must be the one imported, and the demo must find

@@ -75,8 +75,11 @@ def test_columns_values_and_summaries(results):
     assert base.summary["Acc."] == pytest.approx((78.5 + 62 + 86 + 1510 / 20) / 4)
     assert base.summary["Rel."] == pytest.approx(100.0)
     assert pruned.summary == {"Acc.": None, "Rel.": None}  # VQAv2 still at the server
-    header, *body = markdown_rows(tables.render([table]))
+    markdown = tables.render([table])
+    header, *body = markdown_rows(markdown)
     assert header == ["Method", "Tokens", "r", "VQAv2", "GQA", "POPE", "MME", "MME-cog", "Acc.", "Rel."]
+    [rule] = [line.strip("|").split("|") for line in markdown.splitlines() if "---" in line]
+    assert all(c.startswith(":") for c in rule[:3]) and all(c.endswith(":") and c[0] == "-" for c in rule[3:])
     assert body[1] == ["vispruner", "64", "0.5", "sub.", "55.0", "80.0", "1370.0", "300.0", "–", "–"]
 
 

@@ -1,4 +1,4 @@
-"""The shared timer (efficiency.timing) and the Markdown table writer (efficiency.tables).
+"""The shared timer (efficiency.timing) and the Markdown table writers (efficiency.tables).
 
 Timings use time.sleep, whose duration does not depend on how busy the CPUs are: a sleep never ends
 early, and a loaded machine only adds wake-up latency, so the bounds below are one-sided or generous.
@@ -106,3 +106,13 @@ def test_markdown_table_formats_each_column_and_marks_missing_values():
 
 def test_markdown_table_without_rows_keeps_its_header():
     assert cells(tables.markdown([], COLUMNS))[0] == ["method", "T", "TTFT ms", "share", "ms / T"]
+
+
+def test_markdown_text_prints_cells_as_given_and_aligns_the_columns_asked():
+    table = tables.markdown_text(
+        ["method", "GQA", "Rel."], [["none", "62.0", "100.0%"], ["vispruner", "sub.", "–"]], [1, 2]
+    )
+    header, rule, *rows = cells(table)
+    assert rows == [["none", "62.0", "100.0%"], ["vispruner", "sub.", "–"]]  # not parsed: 62.0 stays 62.0
+    assert rule[0].startswith(":") and all(c.endswith(":") and not c.startswith(":") for c in rule[1:])
+    assert len({len(line) for line in table.splitlines()}) == 1

@@ -9,10 +9,16 @@ import copy
 
 import pytest
 import torch
-from transformers import LlavaOnevisionProcessor, ProcessorMixin
 
 import llava
-from family_helpers import generate, language_model_inputs, random_image, real_rows, subsequence_positions
+from family_helpers import (
+    generate,
+    language_model_inputs,
+    onevision_processor,
+    random_image,
+    real_rows,
+    subsequence_positions,
+)
 from llava.models import clip
 from llava.models.anyres import split_total
 from llava.models.llava_next import image_grid, pin_paper_resolution
@@ -364,29 +370,10 @@ def test_video_trace_lists_each_frames_tokens_received(family, per_frame, lead, 
 # --- families without [CLS]: LLaVA-OneVision, Qwen2-VL -------------------------------------
 
 
-def onevision_processor(image_processor, tokenizer):
-    """The real processor with its video slot left empty (no torchvision here)."""
-    stock = ProcessorMixin.check_argument_for_proper_class
-
-    def lenient(self, name, argument):
-        return None if (argument is None and name == "video_processor") else stock(self, name, argument)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ProcessorMixin, "check_argument_for_proper_class", lenient)
-        return LlavaOnevisionProcessor(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            num_image_tokens=PER_CROP,
-            vision_feature_select_strategy="full",
-            vision_aspect_ratio="anyres_max_9",
-        )
-
-
 def test_onevision_trace_lists_base_and_tile_map_tokens_received():
     model, image_processor, tokenizer = build_tiny_llava_onevision()
     tokenizer.padding_side = "left"
-    processor = onevision_processor(image_processor, tokenizer)
+    processor = onevision_processor(image_processor, tokenizer, num_image_tokens=PER_CROP)
     inputs = dict(
         processor(
             text=NEXT_PROMPTS,

@@ -1,0 +1,44 @@
+"""What the measurement commands share: the device and thread options, the rule that a report never
+overwrites a file, and how a finished report is printed and saved."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+AUTO_DEVICE = "auto"
+DEVICE_HELP = "cpu, cuda, cuda:N; default: cuda when torch sees one"
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=AUTO_DEVICE, help=DEVICE_HELP)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", type=Path, help="write the report as JSON here (refuses to overwrite)")
+
+
+def refuse_existing_output(parser: argparse.ArgumentParser, output: Path | None) -> None:
+    if output is not None and output.exists():
+        parser.error(f"--output: {output} exists; choose another path")
+
+
+def start_torch(args: argparse.Namespace):
+    """Import torch (after parsing, so `--help` and argument errors answer at once), resolve
+    `--device auto` and apply `--threads`; returns the torch module."""
+    import torch
+
+    if args.device == AUTO_DEVICE:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch
+
+
+def save_report(report: dict, output: Path | None) -> None:
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {output}")
