@@ -21,7 +21,7 @@ import json
 from typing import TYPE_CHECKING
 
 from . import tables, timing
-from .command import add_device_arguments, add_output_argument, refuse_existing_output, save_report, start_torch
+from .command import add_device_arguments, add_output_argument, measure_and_report
 from .hardware import describe, load_average
 from .selection import SHAPES
 from .tables import Column
@@ -143,12 +143,7 @@ def main(argv=None) -> None:
     timing.add_arguments(parser, repeats=3, warmup=1)
     add_output_argument(parser)
     args = parser.parse_args(argv)
-    timing.check_arguments(parser, args)
-    refuse_existing_output(parser, args.output)
-    start_torch(args)
-    report = run(args)
-    print(markdown(report))
-    save_report(report, args.output)
+    measure_and_report(parser, args, run, markdown)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+
+from . import timing
 
 AUTO_DEVICE = "auto"
 DEVICE_HELP = "cpu, cuda, cuda:N; default: cuda when torch sees one"
@@ -42,3 +45,14 @@ def save_report(report: dict, output: Path | None) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {output}")
+
+
+def measure_and_report(parser: argparse.ArgumentParser, args: argparse.Namespace, run: Callable, render: Callable):
+    """A measurement command after parsing: check the timing options and the output path, start torch,
+    run, print the rendered report and save it."""
+    timing.check_arguments(parser, args)
+    refuse_existing_output(parser, args.output)
+    start_torch(args)
+    report = run(args)
+    print(render(report))
+    save_report(report, args.output)

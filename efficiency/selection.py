@@ -17,7 +17,7 @@ import argparse
 import json
 
 from . import tables, timing
-from .command import add_device_arguments, add_output_argument, refuse_existing_output, save_report, start_torch
+from .command import add_device_arguments, add_output_argument, measure_and_report
 from .hardware import describe
 from .shapes import CLIP_L_336
 from .tables import Column
@@ -142,12 +142,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.compile and args.warmup < 1:
         parser.error("--compile needs --warmup >= 1 (the first call compiles)")
-    timing.check_arguments(parser, args)
-    refuse_existing_output(parser, args.output)
-    start_torch(args)
-    report = run(args)
-    print(markdown(report))
-    save_report(report, args.output)
+    measure_and_report(parser, args, run, markdown)
 
 
 if __name__ == "__main__":
