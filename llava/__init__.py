@@ -19,6 +19,7 @@ _EXPORTS = {
     "create_pruner": "pruning",
     "list_methods": "pruning",
     "load_pretrained_model": "checkpoints",
+    "support_matrix": "support",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

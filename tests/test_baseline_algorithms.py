@@ -5,7 +5,7 @@ import torch
 
 import published_baselines as published
 from llava.models import clip
-from llava.pruning import divprune, pool, prumerge, random_pruning, sparsevlm, tome, visionzip
+from llava.pruning import create_pruner, divprune, pool, prumerge, random_pruning, sparsevlm, tome, visionzip
 from llava.pruning.base import LayerProjections, VisionFeatures
 from llava.pruning.sequence import Sequence, compact_positions, keep_tokens
 
@@ -163,6 +163,28 @@ def test_random_is_reproducible_for_a_seed():
     for selection in first:
         assert selection.shape == (3, 8) and all(len(set(row.tolist())) == 8 for row in selection)
         assert torch.all(selection.diff(dim=1) > 0)
+
+
+def test_random_parts_with_their_own_budget_continue_one_stream():
+    """Crops and frames that share a total get their own budget (`with_budget`); they draw from the
+    pruner's one stream, so each call takes fresh positions and a re-applied pruner repeats the calls."""
+    vision = VisionFeatures(torch.zeros(1, 40, 2), (5, 8))
+
+    def calls(pruner):
+        return [pruner.with_budget(4).select(vision) for _ in range(3)] + [pruner.select(vision)]
+
+    first, again = calls(random_pruning.RandomPruner(8, seed=1)), calls(random_pruning.RandomPruner(8, seed=1))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    fresh = random_pruning.RandomPruner(8, seed=1).select(vision)
+    assert not torch.equal(first[3], fresh)  # the parts' draws came out of the same stream
+    assert [s.shape[1] for s in first] == [4, 4, 4, 8]
+
+
+def test_another_budget_keeps_the_options():
+    pruner = create_pruner("vispruner", 16, important_ratio=0.25)
+    other = pruner.with_budget(8)
+    assert (other.visual_token_num, other.options) == (8, pruner.options) and pruner.with_budget(16) is pruner
 
 
 @pytest.mark.parametrize("seed, n, clusters", [(0, 12, 2), (1, 25, 3), (2, 7, 1)])

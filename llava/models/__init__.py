@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Callable
 
 from ..patching import InstancePatch
-from ..pruning import METHODS, create_pruner
+from ..pruning import check_options, create_pruner
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 
@@ -58,7 +58,7 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
     """
     host_names = _host_options(_host(model))
     host_options = {name: options.pop(name) for name in list(options) if name in host_names}
-    _check_option_names(model, method, options, host_names)
+    check_options(method, options, f"; {type(model).__name__} accepts {', '.join(host_names)}" if host_names else "")
     return attach_pruner(model, create_pruner(method, visual_token_num, **options), trace=trace, **host_options)
 
 
@@ -104,18 +104,3 @@ def _host(model) -> Callable:
 def _host_options(attach: Callable) -> list[str]:
     parameters = inspect.signature(attach).parameters.values()
     return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-
-def _check_option_names(model, method: str, options: dict, host_names: list[str]) -> None:
-    """Unknown options name both what the method and what the model family accept."""
-    if method not in METHODS or not host_names:
-        return  # create_pruner reports unknown methods and, with no host options, unknown options
-    allowed = [
-        p for p in inspect.signature(METHODS[method].__init__).parameters if p not in ("self", "visual_token_num")
-    ]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)}: method {method!r} accepts {', '.join(allowed) or 'none'}; "
-            f"{type(model).__name__} accepts {', '.join(host_names)}"
-        )

@@ -42,13 +42,6 @@ def has_select(pruner: VisionTokenPruner) -> bool:
     return type(pruner).select is not VisionTokenPruner.select
 
 
-def with_budget(pruner: VisionTokenPruner, visual_token_num: int) -> VisionTokenPruner:
-    """The same method and options with another budget (for parts of an image that share a total)."""
-    if visual_token_num == pruner.visual_token_num:
-        return pruner
-    return type(pruner)(visual_token_num, **pruner.options)
-
-
 def _selected(method: VisionTokenPruner, vision: VisionFeatures, split: bool):
     """(kept indices, important ones or None): the split only when asked for, the same indices either way."""
     return method.select_split(vision) if split else (method.select(vision), None)
@@ -63,7 +56,7 @@ def prune(pruner: VisionTokenPruner, vision: VisionFeatures, budget: int, split:
         count = num_tokens if budget >= num_tokens else 0
         indices = torch.arange(count, device=vision.features.device).expand(batch, count)
         return Pruned(vision.features[:, :count], indices)
-    method = with_budget(pruner, budget)
+    method = pruner.with_budget(budget)
     if has_select(method):
         indices, important = _selected(method, vision, split)
         return Pruned(gather_tokens(vision.features, indices), indices, important)

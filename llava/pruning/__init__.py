@@ -40,19 +40,30 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
-def create_pruner(method: str, visual_token_num: int, **options) -> TokenPruner:
-    """Build the pruner registered as `method`; unknown methods or options raise ValueError."""
+def method_options(method: str) -> list[str]:
+    """The options `method` accepts besides the budget: its constructor's parameters, declared once there."""
     if method not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; available: {', '.join(list_methods())}")
-    cls = METHODS[method]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "visual_token_num")]
+    parameters = inspect.signature(METHODS[method].__init__).parameters
+    return [name for name in parameters if name not in ("self", "visual_token_num")]
+
+
+def check_options(method: str, options, also_accepted: str = "") -> None:
+    """Raise ValueError for an unknown method or option, saying what `method` accepts and, in
+    `also_accepted`, what else the caller accepts (e.g. a model family's own options)."""
+    allowed = method_options(method)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
             f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
-            f"allowed: {', '.join(allowed) if allowed else 'none'}"
+            f"allowed: {', '.join(allowed) or 'none'}{also_accepted}"
         )
-    return cls(visual_token_num, **options)
+
+
+def create_pruner(method: str, visual_token_num: int, **options) -> TokenPruner:
+    """Build the pruner registered as `method`; unknown methods or options raise ValueError."""
+    check_options(method, options)
+    return METHODS[method](visual_token_num, **options)
 
 
 for _method in (
@@ -77,7 +88,9 @@ __all__ = [
     "TokenPruner",
     "VisionFeatures",
     "VisionTokenPruner",
+    "check_options",
     "create_pruner",
     "list_methods",
+    "method_options",
     "register_method",
 ]

@@ -167,6 +167,13 @@ class VisionTokenPruner(TokenPruner):
         """How many tokens reach the language model for an image of `num_tokens` tokens on `grid`."""
         return min(self.visual_token_num, num_tokens)
 
+    def with_budget(self, visual_token_num: int) -> VisionTokenPruner:
+        """The same method and options with another budget, for the parts of an image (crops, frames)
+        that share one total. Methods with state across calls (a random stream) override this to carry it."""
+        if visual_token_num == self.visual_token_num:
+            return self
+        return type(self)(visual_token_num, **self.options)
+
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         """Kept token indices [B, T], ascending."""
         raise NotImplementedError

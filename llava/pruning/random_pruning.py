@@ -42,6 +42,13 @@ class RandomPruner(VisionTokenPruner):
     def options(self) -> dict:
         return {"seed": self.seed}
 
+    def with_budget(self, visual_token_num: int) -> RandomPruner:
+        """Another budget drawing from this pruner's own stream: every crop and frame of a call takes the
+        next positions, and the same inputs in the same order give the same selections."""
+        other = super().with_budget(visual_token_num)
+        other._generators = self._generators
+        return other
+
     def generator(self, device: torch.device) -> torch.Generator:
         if device not in self._generators:
             self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)

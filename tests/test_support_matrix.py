@@ -1,0 +1,131 @@
+"""`llava.support_matrix()` tells the truth: "runs" cells run, refused cells raise exactly their reason,
+and README.md shows the matrix `python -m llava.support` prints."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import llava
+from family_helpers import generate, onevision_processor, random_image
+from llava.models import HOSTS
+from llava.support import BUDGET, FAMILIES, RUNS, build_family, class_name, to_markdown
+from support import LONG_PROMPT, PROMPT, REPO, shapes_image
+from test_trace import NEXT_PROMPTS, NEXT_SIZES, qwen_inputs
+from test_video_models import FRAMES, PATCHES, video_batch
+
+CLASSES = [class_name(path) for path in FAMILIES]
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return llava.support_matrix()
+
+
+# Each family's batch of two prompts, left padded, built the way its own tests build them.
+
+
+def llava_inputs(built):
+    _, processor = built
+    processor.tokenizer.padding_side = "left"
+    images = [shapes_image(336, seed) for seed in range(2)]
+    return dict(processor(text=[PROMPT, LONG_PROMPT], images=images, return_tensors="pt", padding=True))
+
+
+def llava_next_inputs(built):
+    _, processor = built
+    processor.tokenizer.padding_side = "left"
+    images = [random_image(w, h, seed) for seed, (w, h) in enumerate(NEXT_SIZES)]
+    return dict(processor(text=NEXT_PROMPTS, images=images, return_tensors="pt", padding=True))
+
+
+def video_llava_inputs(built):
+    _, image_processor, tokenizer = built
+    return video_batch(image_processor, tokenizer, PATCHES + 1, FRAMES, with_image=True)  # [CLS] leads each frame
+
+
+def llava_next_video_inputs(built):
+    _, image_processor, tokenizer = built
+    return video_batch(image_processor, tokenizer, PATCHES // 4, FRAMES)  # 2x2-pooled frames
+
+
+def onevision_inputs(built):
+    _, image_processor, tokenizer = built
+    tokenizer.padding_side = "left"
+    processor = onevision_processor(image_processor, tokenizer, num_image_tokens=PATCHES)
+    images = [random_image(100, 40, 1), random_image(60, 90, 2)]
+    return dict(processor(text=NEXT_PROMPTS, images=images, return_tensors="pt", padding=True))
+
+
+def qwen2_vl_inputs(built):
+    return qwen_inputs(*built)
+
+
+INPUTS = {
+    "LlavaForConditionalGeneration": llava_inputs,
+    "LlavaNextForConditionalGeneration": llava_next_inputs,
+    "VideoLlavaForConditionalGeneration": video_llava_inputs,
+    "LlavaNextVideoForConditionalGeneration": llava_next_video_inputs,
+    "LlavaOnevisionForConditionalGeneration": onevision_inputs,
+    "Qwen2VLForConditionalGeneration": qwen2_vl_inputs,
+    "Qwen2_5_VLForConditionalGeneration": qwen2_vl_inputs,
+}
+
+
+def test_the_matrix_covers_every_method_and_every_host_class(matrix):
+    assert sorted(FAMILIES) == sorted(HOSTS)
+    assert sorted(matrix) == llava.list_methods()
+    assert all(list(cells) == CLASSES for cells in matrix.values())
+    assert all(cell == RUNS or cell for cells in matrix.values() for cell in cells.values())
+    assert matrix["vispruner"] == dict.fromkeys(CLASSES, RUNS)
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_every_cell_is_what_apply_pruning_does_on_that_family(matrix, name):
+    built = build_family(name)
+    model = built[0]
+    inputs = INPUTS[name](built)
+    mask = inputs["attention_mask"]
+    assert mask.shape[0] == 2 and mask[:, -1].all() and not mask.all()  # two prompts, left padded
+    for method, cells in matrix.items():
+        if cells[name] != RUNS:
+            with pytest.raises(ValueError) as error:
+                llava.apply_pruning(model, method, BUDGET)
+            llava.remove_pruning(model)
+            assert str(error.value) == cells[name], (method, name)
+            continue
+        llava.apply_pruning(model, method, BUDGET, trace=True)
+        try:
+            with torch.no_grad():
+                logits = model(**inputs).logits
+            tokens = generate(model, inputs, steps=2)
+            trace = model.pruning_trace
+        finally:
+            llava.remove_pruning(model)
+        assert torch.isfinite(logits).all(), (method, name)
+        assert tokens.shape == (2, inputs["input_ids"].shape[1] + 2)
+        assert len(trace) == 2 and all(call.parts for call in trace), (method, name)  # the forward, the prefill
+        for part in (part for call in trace for part in call.parts):
+            rows, cols = part.grid
+            # merging methods (pool, tome) list no kept indices; every selecting method does
+            if part.kept is not None:
+                assert 1 <= len(part.kept) <= rows * cols, (method, name, part)
+
+
+def support_section(path):
+    return re.search(r"^## Support matrix\n(.*?)^## ", path.read_text(), re.S | re.M).group(1)
+
+
+def test_the_docs_show_the_current_matrix(matrix):
+    """README shows the table, docs/methods.md the table with every refusal's reason."""
+    assert to_markdown(matrix, reasons_listed=False).strip() in support_section(REPO / "README.md")
+    assert to_markdown(matrix).strip() in support_section(REPO / "docs" / "methods.md")
+
+
+def test_the_command_prints_the_matrix(matrix):
+    printed = subprocess.run(
+        [sys.executable, "-m", "llava.support"], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout
+    assert printed == to_markdown(matrix)
