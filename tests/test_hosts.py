@@ -5,8 +5,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import llava
 from llava.models import HOSTS
-from llava.pruning import METHODS, VisionTokenPruner
+from llava.pruning import METHODS, LanguageModelPruner, VisionTokenPruner
 from llava.testing import (
+    build_tiny_llava,
     build_tiny_llava_next,
     build_tiny_llava_next_video,
     build_tiny_llava_onevision,
@@ -55,3 +56,25 @@ def test_a_method_needing_an_unavailable_signal_is_refused_and_removal_is_exact(
     llava.remove_pruning(model)
     assert not {"forward", "generate", "pruning_config"} & set(model.__dict__)
     assert "get_image_features" not in model.model.__dict__ and "get_video_features" not in model.model.__dict__
+
+
+class VisionSideNeedsQuestion(VisionTokenPruner):
+    name = "test_vision_side_needs_question"
+    requires = frozenset({"question"})
+
+
+class InsideNeedsClsAttention(LanguageModelPruner):
+    name = "test_inside_needs_cls_attention"
+    requires = frozenset({"cls_attention"})
+
+
+@pytest.mark.parametrize("pruner", [VisionSideNeedsQuestion, InsideNeedsClsAttention])
+def test_each_side_gets_only_its_own_signals(pruner, monkeypatch):
+    """The question is read inside the language model and [CLS] attention in the encoder: a method on
+    the other side would receive nothing, so LLaVA-1.5's host refuses it, naming the side."""
+    model = build_tiny_llava(image_size=56, vision_layers=2)[0]
+    monkeypatch.setitem(METHODS, pruner.name, pruner)
+    (needed,) = pruner.requires
+    with pytest.raises(ValueError, match=f"needs {needed}, which .* (before|inside) its language model"):
+        llava.apply_pruning(model, pruner.name, 4)
+    assert "forward" not in model.__dict__

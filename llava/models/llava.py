@@ -40,9 +40,13 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
         raise ValueError(
             f"pruning on {type(model).__name__} supports CLIP vision towers (CLIPVisionModel), got {type(tower).__name__}"
         )
-    host = f"{type(model).__name__} with a CLIP vision tower"
-    check_signals(pruner, clip.SIGNALS | {"projected"} | LANGUAGE_SIGNALS, host)
-    if isinstance(pruner, LanguageModelPruner):
+    # Vision-side methods get the encoder's signals, in-LLM methods the language model's: a method asking
+    # for the other side's signal would silently receive nothing, so it is refused here.
+    inside = isinstance(pruner, LanguageModelPruner)
+    where = "inside its language model" if inside else "before its language model"
+    provided = LANGUAGE_SIGNALS if inside else clip.SIGNALS | {"projected"}
+    check_signals(pruner, provided, f"{type(model).__name__} with a CLIP vision tower, {where},")
+    if inside:
         _attach_language_model(model, pruner, patch, tracer)
         return
     if "token_merging" in pruner.requires:  # a budget the merge schedule cannot reach fails now, not at the first image
