@@ -43,22 +43,41 @@ def parse_args(argv=None):
     return args
 
 
-def cells(args) -> list[list[str]]:
+def cells(args, ratios: dict[str, str] | None = None) -> list[list[str]]:
+    """Every run's launcher arguments; `ratios` gives some methods their own ratio (else args.ratio)."""
+    ratios = ratios or {}
     settings = [] if args.no_baseline else [["full", "-"]]
-    settings += [[str(budget), args.ratio, method] for budget in args.budgets for method in args.methods]
+    settings += [
+        [str(budget), ratios.get(method, args.ratio), method] for budget in args.budgets for method in args.methods
+    ]
     return [[args.family, bench, *setting, *args.rest] for bench in args.benchmarks for setting in settings]
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    runs = [launch.parse_args(cell + (["--dry-run"] if args.dry_run else [])) for cell in cells(args)]
+    return run_cells(args.family, cells(args), dry_run=args.dry_run, keep_going=args.keep_going)
+
+
+def run_cells(name: str, table_cells: list[list[str]], dry_run: bool = False, keep_going: bool = False,
+              refused: dict[str, str] | None = None, paper: bool = False, notes=()) -> int:  # fmt: skip
+    """Run (or with `dry_run` print) every cell, then print the table. `refused`: {method: reason} of methods
+    the model cannot run; their cells print "n/a: <reason>" instead of running. `paper`: the paper's rows
+    under ours; `notes`: lines printed under the table."""
+    refused = refused or {}
+    runs = [launch.parse_args(cell + (["--dry-run"] if dry_run else [])) for cell in table_cells]
     if any(run.dry_run for run in runs):  # --dry-run after `--` (passed to every run) is the table's too
         for run in runs:
-            launch.run(run)
+            if run.method in refused:
+                print(not_available(run, refused[run.method]))
+            else:
+                launch.run(run)
         return 0
     status = {"done": 0, "skipped": 0, "failed": 0}
     failed = []
-    with tqdm(runs, desc=f"{args.family} table", unit="cell") as progress:
+    skipped = [run for run in runs if run.method in refused]
+    for run in skipped:
+        print(not_available(run, refused[run.method]))
+    with tqdm([run for run in runs if run.method not in refused], desc=f"{name} table", unit="cell") as progress:
         for run in progress:
             out = launch.output_folder(run)
             progress.set_postfix_str(f"{run.spec.name} {run.method} {out.parent.name}")
@@ -68,13 +87,22 @@ def main(argv=None) -> int:
             status[result] += 1
             if result == "failed":  # launch.run has said why, naming the log
                 failed.append(out)
-                if not args.keep_going:
+                if not keep_going:
                     break
-    print(f"done {status['done']}, already there {status['skipped']}, failed {status['failed']}")
+    print(f"done {status['done']}, already there {status['skipped']}, failed {status['failed']}"
+          + (f", n/a {len(skipped)}" if skipped else ""))  # fmt: skip
     root = runs[0].results / launch.model_folder(runs[0])
     if root.exists():
-        print(tables.render(tables.build(Path(root).parent, model=root.name), "markdown"))
+        built = tables.build(Path(root).parent, model=root.name, paper=paper)
+        for table in built:
+            table.notes += list(notes)
+        print(tables.render(built, "markdown"))
     return 1 if failed else 0
+
+
+def not_available(run, reason: str) -> str:
+    """The line a cell the model cannot run prints instead of its command."""
+    return f"n/a: {reason} [{run.family} {run.spec.name} {run.method} {run.tokens} tokens]"
 
 
 if __name__ == "__main__":
