@@ -17,12 +17,11 @@ The efficiency table has its own commands: `python -m efficiency.flops paper` (F
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 from .benchmarks import FAMILIES
-from .run_table import cells, run_cells
+from .run_table import add_run_options, cells, parse_before_separator, run_cells
 
 
 @dataclass(frozen=True)
@@ -82,12 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("recipe", nargs="?", help=f"one of {', '.join(RECIPES)}; none: list them")
     parser.add_argument("--list", action="store_true", help="print the recipes and stop")
-    parser.add_argument("--keep-going", action="store_true", help="go on after a failed cell")
-    parser.add_argument("--dry-run", action="store_true", help="print every command and stop")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cut = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:cut])
-    args.rest = argv[cut + 1 :]  # options for every run
+    add_run_options(parser)
+    args = parse_before_separator(parser, argv)
     if args.recipe is not None and args.recipe not in RECIPES:
         parser.error(f"unknown recipe {args.recipe!r}; the recipes: {', '.join(RECIPES)} (--list describes them)")
     return args

@@ -20,6 +20,20 @@ from . import launch, tables
 from .benchmarks import FAMILIES
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-going", action="store_true", help="go on after a failed cell")
+    parser.add_argument("--dry-run", action="store_true", help="print every command and stop")
+
+
+def parse_before_separator(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parse the options before `--`; the ones after it (for every run: --gpus, --model, ...) go to `rest`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.rest = argv[cut + 1 :]
+    return args
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="scripts/eval_table.sh", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -29,12 +43,8 @@ def parse_args(argv=None):
     parser.add_argument("--ratio", default="0.5", help="important ratio for every method ('-' for none)")
     parser.add_argument("--benchmarks", nargs="+", help="default: the family's table columns")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unpruned model")
-    parser.add_argument("--keep-going", action="store_true", help="go on after a failed cell")
-    parser.add_argument("--dry-run", action="store_true", help="print every command and stop")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cut = argv.index("--") if "--" in argv else len(argv)
-    args = parser.parse_args(argv[:cut])
-    args.rest = argv[cut + 1 :]  # options for every run (--gpus, --model, ...)
+    add_run_options(parser)
+    args = parse_before_separator(parser, argv)
     known = FAMILIES[args.family]["benchmarks"]
     args.benchmarks = args.benchmarks or list(FAMILIES[args.family]["table"])
     unknown = [b for b in args.benchmarks if b not in known]
