@@ -28,13 +28,21 @@ def refuse_existing_output(parser: argparse.ArgumentParser, output: Path | None)
         parser.error(f"--output: {output} exists; choose another path")
 
 
+def resolve_device(device: str) -> str:
+    """`--device` as torch names it: `auto` is cuda when torch sees a GPU, else cpu (imports torch)."""
+    import torch
+
+    if device != AUTO_DEVICE:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def start_torch(args: argparse.Namespace):
     """Import torch (after parsing, so `--help` and argument errors answer at once), resolve
     `--device auto` and apply `--threads`; returns the torch module."""
     import torch
 
-    if args.device == AUTO_DEVICE:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     return torch

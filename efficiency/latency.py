@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 
 from . import report, timing
-from .command import AUTO_DEVICE, DEVICE_HELP
+from .command import AUTO_DEVICE, DEVICE_HELP, resolve_device
 from .hardware import describe, load_average
 from .shapes import POPE_PROMPT, SHAPES, PromptLayout, Shape, shape
 from .timing import measure, use_device
@@ -204,8 +204,7 @@ def main(argv=None) -> None:
 
     from llava.pruning import list_methods
 
-    if args.device == AUTO_DEVICE:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = resolve_device(args.device)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
     if args.dtype is None:
