@@ -61,7 +61,7 @@ def bench_siglip(timed, crops: int) -> dict:
             "tower": "siglip-so400m-384 (LLaVA-OneVision), 729 tokens per crop",
             "crops": crops,
             "stock_forward": timed(lambda: tower(pixels)),
-            "pruning_path_with_signal": timed(lambda: siglip.encode(tower, pixels, -1, with_attention=True)),
+            "pruning_path_with_signal": timed(lambda: siglip.encode(tower, pixels, -1, siglip.SIGNALS)),
             "signal_alone": timed(lambda: mean_received_attention(query, key, last.scale)),
         }
 
@@ -91,7 +91,7 @@ def bench_qwen(timed) -> dict:
             "tower": "Qwen2-VL-7B vision, 448 x 448 image: 1024 patches, 256 merged tokens",
             "crops": 1,
             "stock_forward": timed(lambda: visual(pixels, grid_thw=grid)),
-            "pruning_path_with_signal": timed(lambda: qwen_vision.encode(visual, pixels, grid, with_attention=True)),
+            "pruning_path_with_signal": timed(lambda: qwen_vision.encode(visual, pixels, grid, qwen_vision.SIGNALS)),
             "signal_alone": timed(lambda: qwen_vision.received_attention(last, store)),
         }
 

@@ -70,7 +70,7 @@ def calls(tower, pixels, args: argparse.Namespace) -> dict:
     from llava.pruning.vispruner import compiled_select, select
 
     attention = tower.encoder.layers[args.feature_layer].self_attn
-    vision = clip.encode(tower, pixels, args.feature_layer, with_cls_attention=True)
+    vision = clip.encode(tower, pixels, args.feature_layer, signals={"cls_attention"})
     hidden = torch.randn(
         pixels.shape[0],
         vision.features.shape[1] + 1,
@@ -82,7 +82,7 @@ def calls(tower, pixels, args: argparse.Namespace) -> dict:
     found = {
         "tower_all_layers": lambda: tower(pixels),
         "tower_to_feature_layer_with_cls_row": lambda: clip.encode(
-            tower, pixels, args.feature_layer, with_cls_attention=True
+            tower, pixels, args.feature_layer, signals={"cls_attention"}
         ),
         "cls_row": lambda: row_softmax(query, key, attention.num_heads, attention.scale),
     }

@@ -6,7 +6,8 @@
     bash scripts/v1_5/eval/mme.sh 64 0.5 --gpus 4 --model /ckpt/llava-v1.5-13b --dry-run
 
 The model is --model, else the MODEL_PATH variable, else the family's default. Results go to
-results/<model>/<method>/<setting>/<benchmark>/ (see eval/results.py). A finished benchmark is not
+results/<model>/<method>/<setting>/<benchmark>/ (see eval/results.py; every --model-arg is part of
+<setting>, e.g. n455_r0.5+frame_cls=false+video_split=even+video_token_num=455). A finished benchmark is not
 run again unless --rerun (the earlier result stays beside the new one); an interrupted one resumes
 from its per-sample answers. A run fails (exit status 1) unless lmms-eval writes its results file:
 lmms-eval itself exits 0 after most errors.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -104,7 +106,9 @@ def _check(args: argparse.Namespace) -> None:
         metrics = tuple(tuple(m.split(":", 1)) for m in args.metric)
         if any(len(m) != 2 for m in metrics):
             raise ValueError("--metric takes TASK:METRIC")
-        args.spec = Benchmark(args.benchmark, args.benchmark, tuple(args.tasks.split(",")), metrics, scale=args.scale)
+        # a known benchmark's name keeps its column label (its paper numbers line up); the tasks are replaced
+        label = BENCHMARKS[args.benchmark].label if args.benchmark in BENCHMARKS else args.benchmark
+        args.spec = Benchmark(args.benchmark, label, tuple(args.tasks.split(",")), metrics, scale=args.scale)
     elif args.benchmark in BENCHMARKS:
         args.spec = BENCHMARKS[args.benchmark]
     else:
@@ -142,8 +146,13 @@ def model_folder(args: argparse.Namespace) -> str:
     return name + ("-paper-mode" if FAMILIES[args.family]["model_args"].get("paper_mode") == "true" else "")
 
 
+def extra_model_args(args: argparse.Namespace) -> dict[str, str]:
+    """--model-arg KEY=VALUE as {key: value} (a key given twice: the last value, as lmms-eval gets it)."""
+    return dict(item.split("=", 1) for item in args.model_arg)
+
+
 def output_folder(args: argparse.Namespace) -> Path:
-    setting = setting_name(args.method, args.tokens, args.ratio, args.limit)
+    setting = setting_name(args.method, args.tokens, args.ratio, args.limit, extra_model_args(args))
     return args.results / model_folder(args) / args.method / setting / args.spec.name
 
 
@@ -156,7 +165,7 @@ def model_args(args: argparse.Namespace, out: Path) -> str:
     pairs["conv_template"] = args.conv_template
     pairs.update(FAMILIES[args.family]["model_args"])
     pairs["response_log"] = out / "responses"
-    pairs.update(item.split("=", 1) for item in args.model_arg)
+    pairs.update(extra_model_args(args))
     text = [f"{key}={value}" for key, value in pairs.items()]
     if any("," in item for item in text):
         raise SystemExit(f"model_args values cannot contain commas: {', '.join(t for t in text if ',' in t)}")
@@ -228,13 +237,44 @@ def _run_step(step: list[str], out: Path, log) -> str | None:
     success is the results file it writes last, new in `out`."""
     before = set(completed_results(out))
     env = {**LOG_ENVIRONMENT, **os.environ} if log else None  # the user's own settings win
+    start = _log_size(log)
     code = subprocess.run(step, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode
     name = step[step.index("-m") + 1] if "-m" in step else Path(step[0]).name
+    error = _error_in_log(log, start)
     if code:
-        return f"{name} exited with status {code}"
+        return f"{name} exited with status {code}" + (f": {error}" if error else "")
     if name == "lmms_eval" and not set(completed_results(out)) - before:
+        if error:  # the reason, on the terminal: a table's cells write to logs
+            return f"lmms_eval wrote no *_results.json under {out}: {error}"
         return f"lmms_eval wrote no *_results.json under {out} (it exits 0 after an error: its traceback says why)"
     return None
+
+
+def _log_size(log) -> int | None:
+    name = getattr(log, "name", None)
+    if not isinstance(name, str):
+        return None
+    log.flush()
+    return Path(name).stat().st_size if Path(name).is_file() else 0
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # loguru's colours
+LMMS_EVAL_ERROR = re.compile(r"Error during evaluation: (?P<error>.*?)(?:\. Please set `--verbosity.*)?$")
+EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): .+")
+
+
+def _error_in_log(log, start: int | None) -> str | None:
+    """The error a failed step wrote to its log (from `start` on): lmms-eval's "Error during evaluation: ..."
+    line, else the last exception line of a traceback; None without a log file or error."""
+    if start is None:
+        return None
+    with open(log.name, "rb") as handle:
+        handle.seek(start)
+        lines = ANSI.sub("", handle.read().decode(errors="replace")).splitlines()
+    for line in reversed(lines):
+        if match := LMMS_EVAL_ERROR.search(line):
+            return match["error"]
+    return next((line.strip() for line in reversed(lines) if EXCEPTION.match(line.strip())), None)
 
 
 def _where_output_is(log) -> str:

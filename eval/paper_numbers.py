@@ -1,8 +1,17 @@
 """The numbers VisPruner's paper reports (project-page tables, see the reference notes), for comparison rows.
 
 Keys: family -> (method, budget) -> {benchmark or summary: value}. Budget None is the unpruned
-model. LLaVA-NeXT budgets are per crop (the paper's 640/320/160 totals are 5 crops x 128/64/32);
-Video-LLaVA budgets are per frame (the paper's 455/227/114 totals over 8 frames, nearest 57/28/14).
+model; every other budget is the launcher's TOKENS in the cell the paper recipe (eval/paper_tables.py,
+`Recipe.budget`) runs for the paper's row, so a results row is matched by (method, tokens):
+
+- LLaVA-1.5 (`table1`): tokens per image, 128/64/32, every method.
+- LLaVA-NeXT (`llava-next`, paper mode: 5 crops x 576): the paper's rows 640/320/160 are 128/64/32 per crop
+  for the vision-side methods (VisionZip, VisPruner) and 640/320/160 per image for the in-LLM ones (FastV,
+  SparseVLM), which keep that many of the 2880 crop tokens.
+- Video-LLaVA (`video`): 455/227/114 per video for FastV and VisPruner, which the recipe runs with extra
+  model arguments (FastV: frame_cls=false; VisPruner: frame_cls=false, video_token_num=<tokens>,
+  video_split=even); eval.tables matches a row to the paper's only when it carries the recipe's
+  options (`paper_tables.paper_options`), so a per-frame `vispruner 455` run is not compared.
 """
 
 from __future__ import annotations
@@ -46,16 +55,16 @@ _V15 = {
 _V16_COLUMNS = ("vqav2", "gqa", "textvqa", "pope", "mme", "Acc.", "Rel.")
 _V16 = {
     ("none", None): (81.2, 62.9, 59.6, 86.3, 1513.8, 73.1, 100.0),
-    ("fastv", 128): (78.9, 60.4, 58.4, 83.1, 1477.3, 70.9, 97.0),
-    ("sparsevlm", 128): (78.2, 59.1, 56.2, 80.9, 1456.3, 69.4, 94.9),
+    ("fastv", 640): (78.9, 60.4, 58.4, 83.1, 1477.3, 70.9, 97.0),
+    ("sparsevlm", 640): (78.2, 59.1, 56.2, 80.9, 1456.3, 69.4, 94.9),
     ("visionzip", 128): (79.2, 60.1, 58.5, 82.2, 1468.4, 70.7, 96.7),
     ("vispruner", 128): (79.8, 61.6, 59.3, 85.9, 1480.7, 72.1, 98.6),
-    ("fastv", 64): (71.9, 55.9, 55.7, 71.7, 1282.9, 63.9, 87.7),
-    ("sparsevlm", 64): (71.4, 56.5, 52.4, 73.5, 1342.7, 64.2, 87.9),
+    ("fastv", 320): (71.9, 55.9, 55.7, 71.7, 1282.9, 63.9, 87.7),
+    ("sparsevlm", 320): (71.4, 56.5, 52.4, 73.5, 1342.7, 64.2, 87.9),
     ("visionzip", 64): (74.2, 58.1, 55.3, 75.0, 1348.8, 66.0, 90.5),
     ("vispruner", 64): (75.7, 58.4, 57.6, 80.4, 1370.1, 68.1, 93.3),
-    ("fastv", 32): (61.8, 49.8, 51.9, 51.7, 1079.5, 53.8, 74.7),
-    ("sparsevlm", 32): (62.2, 50.2, 45.1, 54.6, 1167.1, 54.1, 74.5),
+    ("fastv", 160): (61.8, 49.8, 51.9, 51.7, 1079.5, 53.8, 74.7),
+    ("sparsevlm", 160): (62.2, 50.2, 45.1, 54.6, 1167.1, 54.1, 74.5),
     ("visionzip", 32): (67.3, 54.3, 54.7, 59.4, 1239.7, 59.5, 82.3),
     ("vispruner", 32): (70.6, 54.7, 56.0, 72.9, 1226.0, 63.1, 86.7),
 }
@@ -72,12 +81,12 @@ _VIDEO_COLUMNS = (
 )
 _VIDEO = {
     ("none", None): (19.8, 2.53, 70.5, 3.93, 57.5, 3.50, 49.3, 3.32),
-    ("fastv", 57): (19.2, 2.50, 69.1, 3.91, 54.4, 3.42, 47.6, 3.28),
-    ("vispruner", 57): (18.4, 2.49, 70.2, 3.95, 56.7, 3.50, 48.4, 3.31),
-    ("fastv", 28): (14.3, 2.42, 68.9, 3.90, 53.0, 3.40, 45.4, 3.24),
-    ("vispruner", 28): (15.9, 2.41, 69.3, 3.92, 55.6, 3.45, 46.9, 3.26),
-    ("fastv", 14): (10.6, 2.29, 64.1, 3.78, 52.4, 3.39, 42.4, 3.15),
-    ("vispruner", 14): (14.1, 2.35, 65.4, 3.79, 54.1, 3.41, 44.5, 3.18),
+    ("fastv", 455): (19.2, 2.50, 69.1, 3.91, 54.4, 3.42, 47.6, 3.28),
+    ("vispruner", 455): (18.4, 2.49, 70.2, 3.95, 56.7, 3.50, 48.4, 3.31),
+    ("fastv", 227): (14.3, 2.42, 68.9, 3.90, 53.0, 3.40, 45.4, 3.24),
+    ("vispruner", 227): (15.9, 2.41, 69.3, 3.92, 55.6, 3.45, 46.9, 3.26),
+    ("fastv", 114): (10.6, 2.29, 64.1, 3.78, 52.4, 3.39, 42.4, 3.15),
+    ("vispruner", 114): (14.1, 2.35, 65.4, 3.79, 54.1, 3.41, 44.5, 3.18),
 }
 
 PAPER = {
@@ -110,5 +119,14 @@ def family_of(model_folder: str) -> str | None:
     return None
 
 
-def paper_row(family: str, method: str, tokens: int | None) -> dict | None:
-    return PAPER.get(family, {}).get((canonical_method(method) if method != "none" else "none", tokens))
+def paper_row(family: str, method: str, tokens: int | None, options: dict[str, str] | None = None) -> dict | None:
+    """The paper's numbers for a results row of `family` (method, TOKENS, extra model arguments `options`), or None.
+    A row matches only if it carries every option the paper recipe runs that cell with (Video-LLaVA's frame_cls=false,
+    ...); other options (dtype, ...) do not prevent a match."""
+    reported = PAPER.get(family, {}).get((canonical_method(method) if method != "none" else "none", tokens))
+    if reported is None or method == "none":
+        return reported
+    from .paper_tables import paper_options  # here: eval.paper_tables imports the table renderer, which imports this
+
+    required = paper_options(family, method, tokens) or {}
+    return reported if all((options or {}).get(key) == value for key, value in required.items()) else None

@@ -10,7 +10,14 @@
         judged.json               video QA: the GPT judge's accuracy and score
 
 <setting> is `full` (no pruning), `n<T>_r<r>` (T visual tokens, important ratio r) or `n<T>` for
-methods without a ratio; runs with --limit get `_limit<N>` so they never mix with full runs.
+methods without a ratio; runs with --limit get `_limit<N>` so they never mix with full runs. Extra model
+arguments (the launcher's `--model-arg KEY=VALUE`: method or model-family options) follow as `+KEY=VALUE`,
+sorted by key, so a run with options never shares a folder with one without them:
+
+    n455_r0.5+frame_cls=false+video_split=even+video_token_num=455      (Video-LLaVA VisPruner, paper recipe)
+    n64_limit2+dtype=bfloat16
+
+Values are written as URL quoting would (`/` -> `%2F`, `+` -> `%2B`), so every name parses back.
 """
 
 from __future__ import annotations
@@ -19,22 +26,46 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 SETTING = re.compile(r"^(?:full|n(?P<tokens>\d+)(?:_r(?P<ratio>[0-9.]+))?)(?:_limit(?P<limit>[0-9.]+))?$")
+OPTION = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>[^+/]*)$")
 
 
-def setting_name(method: str, tokens: int | None, ratio: float | None, limit: float | None = None) -> str:
+def setting_name(method: str, tokens: int | None, ratio: float | None, limit: float | None = None,
+                 options: dict[str, str] | None = None) -> str:  # fmt: skip
+    """The setting folder's name; `options`: extra model arguments {key: value}, written `+key=value` sorted."""
     name = "full" if method == "none" else f"n{tokens}" + ("" if ratio is None else f"_r{ratio:g}")
-    return name if limit is None else f"{name}_limit{limit:g}"
+    name = name if limit is None else f"{name}_limit{limit:g}"
+    return name + "".join(f"+{key}={quote(str(value), safe='')}" for key, value in sorted((options or {}).items()))
+
+
+def split_setting(name: str) -> tuple[str, dict[str, str]] | None:
+    """(the name without its options, {key: value} of its `+key=value` options), or None if an option is malformed."""
+    base, *items = name.split("+")
+    options = {}
+    for item in items:
+        match = OPTION.match(item)
+        if not match:
+            return None
+        options[match["key"]] = unquote(match["value"])
+    return base, options
 
 
 def parse_setting(name: str) -> tuple[int | None, float | None, float | None] | None:
-    """(tokens, ratio, limit) of a setting folder name, or None if it is not one."""
-    match = SETTING.match(name)
+    """(tokens, ratio, limit) of a setting folder name, or None if it is not one; its options: setting_options."""
+    split = split_setting(name)
+    match = SETTING.match(split[0]) if split else None
     if not match:
         return None
     tokens, ratio, limit = match.group("tokens", "ratio", "limit")
     return (int(tokens) if tokens else None, float(ratio) if ratio else None, float(limit) if limit else None)
+
+
+def setting_options(name: str) -> dict[str, str]:
+    """The extra model arguments a setting folder name carries ({} for none, or for a name that is no setting)."""
+    split = split_setting(name) if parse_setting(name) else None
+    return split[1] if split else {}
 
 
 def completed_results(folder: Path) -> list[Path]:
@@ -103,6 +134,7 @@ class Row:
     tokens: int | None
     ratio: float | None
     runs: dict[str, Run] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)  # extra model arguments (`+key=value` in the setting)
 
 
 def scan(root: Path) -> list[Row]:
@@ -112,7 +144,8 @@ def scan(root: Path) -> list[Row]:
         parsed = parse_setting(setting_dir.name) if setting_dir.is_dir() else None
         if parsed is None:
             continue
-        row = Row(setting_dir.parent.parent.name, setting_dir.parent.name, setting_dir.name, parsed[0], parsed[1])
+        row = Row(setting_dir.parent.parent.name, setting_dir.parent.name, setting_dir.name, parsed[0], parsed[1],
+                  options=setting_options(setting_dir.name))  # fmt: skip
         for bench_dir in sorted(p for p in setting_dir.iterdir() if p.is_dir()):
             run = read_benchmark(bench_dir)
             if run is not None:

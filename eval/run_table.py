@@ -69,25 +69,29 @@ def main(argv=None) -> int:
 
 
 def run_cells(name: str, table_cells: list[list[str]], dry_run: bool = False, keep_going: bool = False,
-              refused: dict[str, str] | None = None, paper: bool = False, notes=()) -> int:  # fmt: skip
-    """Run (or with `dry_run` print) every cell, then print the table. `refused`: {method: reason} of methods
-    the model cannot run; their cells print "n/a: <reason>" instead of running. `paper`: the paper's rows
-    under ours; `notes`: lines printed under the table."""
+              refused: dict[tuple[str, int], str] | None = None, paper: bool = False, notes=(),
+              family: str | None = None) -> int:  # fmt: skip
+    """Run (or with `dry_run` print) every cell, then print the table. `refused`: {(method, tokens): reason} of
+    settings the model cannot run; their cells print "n/a: <reason>" instead of running. `paper`: the paper's rows
+    under ours, from the paper table of `family` (default: the one the model folder's name implies); `notes`: lines
+    printed under the table."""
     refused = refused or {}
     runs = [launch.parse_args(cell + (["--dry-run"] if dry_run else [])) for cell in table_cells]
     if any(run.dry_run for run in runs):  # --dry-run after `--` (passed to every run) is the table's too
         for run in runs:
-            if run.method in refused:
-                print(not_available(run, refused[run.method]))
+            if (run.method, run.tokens) in refused:
+                print(not_available(run, refused[run.method, run.tokens]))
             else:
                 launch.run(run)
         return 0
     status = {"done": 0, "skipped": 0, "failed": 0}
     failed = []
-    skipped = [run for run in runs if run.method in refused]
+    skipped = [run for run in runs if (run.method, run.tokens) in refused]
     for run in skipped:
-        print(not_available(run, refused[run.method]))
-    with tqdm([run for run in runs if run.method not in refused], desc=f"{name} table", unit="cell") as progress:
+        print(not_available(run, refused[run.method, run.tokens]))
+    with tqdm(
+        [run for run in runs if (run.method, run.tokens) not in refused], desc=f"{name} table", unit="cell"
+    ) as progress:
         for run in progress:
             out = launch.output_folder(run)
             progress.set_postfix_str(f"{run.spec.name} {run.method} {out.parent.name}")
@@ -103,7 +107,7 @@ def run_cells(name: str, table_cells: list[list[str]], dry_run: bool = False, ke
           + (f", n/a {len(skipped)}" if skipped else ""))  # fmt: skip
     root = runs[0].results / launch.model_folder(runs[0])
     if root.exists():
-        built = tables.build(Path(root).parent, model=root.name, paper=paper)
+        built = tables.build(Path(root).parent, model=root.name, paper=paper, family=family)
         for table in built:
             table.notes += list(notes)
         print(tables.render(built, "markdown"))

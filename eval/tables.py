@@ -7,8 +7,12 @@
 Image tables end with Acc. (plain mean, MME divided by 20) and Rel. (mean of score / unpruned
 score, in %), as the paper computes them; both need every column (else "–"). Video tables end
 with the average accuracy and score. MME is the perception score (cognition beside it). Cells
-waiting for an evaluation server show "sub." (for the GPT judge: "judge"). --paper adds the paper's
-own numbers under each matching row (and the unpruned one).
+waiting for an evaluation server show "sub." (for the GPT judge: "judge"). A setting run with extra
+model arguments (`+key=value` in its folder name, eval/results.py) shows them in an Options column.
+--paper adds the paper's own numbers (eval/paper_numbers.py) under each row that matches a paper row:
+same method and TOKENS as the paper recipe's cell (eval/paper_tables.py) and the recipe's options, e.g.
+Video-LLaVA's `vispruner 455 +frame_cls=false+video_split=even+video_token_num=455`. The paper table
+is the model folder's (a 7B LLaVA-1.5 / LLaVA-NeXT / Video-LLaVA name), or --family's.
 
 Every format is written by pandas: Markdown by DataFrame.to_markdown (efficiency.tables), LaTeX as a
 booktabs tabular by DataFrame.to_latex (title and notes as comments), CSV by DataFrame.to_csv.
@@ -43,6 +47,7 @@ class Line:
     pending: dict[str, str] = field(default_factory=dict)  # column -> marker for cells awaiting a server / judge
     summary: dict[str, float | None] = field(default_factory=dict)
     paper: bool = False
+    options: str = ""  # the extra model arguments of the setting, "key=value, ..."
 
 
 @dataclass
@@ -64,14 +69,16 @@ class Table:
         return (self.name or self.model).replace("/", "_")
 
 
-def build(root: Path, model: str | None = None, paper: bool = False) -> list[Table]:
+def build(root: Path, model: str | None = None, paper: bool = False, family: str | None = None) -> list[Table]:
+    """One table per model folder under `root`; `paper`: the paper's rows under matching ones, from the paper table
+    of `family` (eval.benchmarks.FAMILIES key) or else the one the model folder's name implies."""
     rows = scan(Path(root))
     models = sorted({row.model for row in rows if model is None or row.model == model})
-    return [_table(name, [row for row in rows if row.model == name], paper) for name in models]
+    return [_table(name, [row for row in rows if row.model == name], paper, family) for name in models]
 
 
-def _table(model: str, rows: list[Row], paper: bool) -> Table:
-    family = family_of(model)
+def _table(model: str, rows: list[Row], paper: bool, family: str | None = None) -> Table:
+    family = family or family_of(model)
     order = {name: i for i, name in enumerate(table_order())}
     benchmarks = sorted({b for row in rows for b in row.runs}, key=lambda b: (order.get(b, len(order)), b))
     columns = []
@@ -85,7 +92,7 @@ def _table(model: str, rows: list[Row], paper: bool) -> Table:
     averaged = [label for labels in main for label in labels]
     summary_columns = ["Avg Acc", "Avg Score"] if video else ["Acc.", "Rel."]
 
-    rows = sorted(rows, key=_row_order)
+    rows = sorted(rows, key=lambda row: _row_order(row, family))
     lines = [_line(row) for row in rows]
     baseline = next((line for line, row in zip(lines, rows) if row.method == "none"), None)
     for line in lines:
@@ -103,8 +110,16 @@ def _main_labels(bench: str, rows: list[Row]) -> list[str]:
     return [run.label]
 
 
-def _row_order(row: Row):
-    return (row.method != "none", -(row.tokens or 0), row.method == "vispruner", row.method, row.ratio or 0)
+def _row_order(row: Row, family: str | None = None):
+    """Unpruned first, then by budget (the paper's token label where a recipe runs the cell: LLaVA-NeXT's FastV
+    at 640 sits with VisPruner at 128 per crop), VisPruner last in each group."""
+    tokens = row.tokens or 0
+    if family and row.method != "none":
+        from .paper_tables import paper_cell  # here: eval.paper_tables imports this module (through run_table)
+
+        tokens = (paper_cell(family, row.method, tokens) or (tokens,))[0]
+    return (row.method != "none", -tokens, row.method == "vispruner", row.method, row.tokens or 0, row.ratio or 0,
+            sorted(row.options.items()))  # fmt: skip
 
 
 def _line(row: Row) -> Line:
@@ -116,7 +131,8 @@ def _line(row: Row) -> Line:
             pending.update({label: markers[run.source] for label, value in run.values.items() if value is None})
     tokens = "all" if row.method == "none" else str(row.tokens)
     ratio = "" if row.ratio is None else f"{row.ratio:g}"
-    return Line(row.method, tokens, ratio, values, pending)
+    options = ", ".join(f"{key}={value}" for key, value in sorted(row.options.items()))
+    return Line(row.method, tokens, ratio, values, pending, options=options)
 
 
 def _image_summary(line: Line, averaged: list[str], baseline: Line | None) -> dict:
@@ -140,7 +156,7 @@ def _with_paper_rows(lines, rows, family, columns, summary_columns) -> list[Line
     out = []
     for line, row in zip(lines, rows):
         out.append(line)
-        reported = paper_row(family, row.method, row.tokens)
+        reported = paper_row(family, row.method, row.tokens, row.options)
         if reported is None:
             continue
         by_label = {BENCHMARKS[k].label if k in BENCHMARKS else k: v for k, v in reported.items()}
@@ -165,13 +181,25 @@ def _cell(line: Line, label: str) -> str:
     return f"{value:.2f}" if label.endswith("Score") else f"{value:.1f}"
 
 
+def _has_options(table: Table) -> bool:
+    return any(line.options for line in table.lines)
+
+
 def _grid(table: Table) -> tuple[list[str], list[list[str]]]:
-    header = ["Method", "Tokens", "r", *table.columns, *table.summary_columns]
+    """Header and cells; the Options column only when a row has extra model arguments."""
+    keys = ["Method", "Tokens", "r"] + (["Options"] if _has_options(table) else [])
+    header = [*keys, *table.columns, *table.summary_columns]
     body = [
-        [line.method, line.tokens, line.ratio] + [_cell(line, c) for c in table.columns + table.summary_columns]
+        [line.method, line.tokens, line.ratio]
+        + ([line.options] if _has_options(table) else [])
+        + [_cell(line, c) for c in table.columns + table.summary_columns]
         for line in table.lines
     ]
     return header, body
+
+
+def _first_number(table: Table) -> int:
+    return 4 if _has_options(table) else 3
 
 
 def render(tables: list[Table], fmt: str = "markdown") -> str:
@@ -189,7 +217,7 @@ def markdown_table(header: list[str], body: list[list[str]], title: str = "", ri
 def _markdown(table: Table) -> str:
     header, body = _grid(table)
     notes = "".join(f"\n- {note}" for note in table.notes)  # written here: to_markdown writes no text beside the table
-    table_text = markdown_table(header, body, table.heading, right_aligned=range(3, len(header)))
+    table_text = markdown_table(header, body, table.heading, right_aligned=range(_first_number(table), len(header)))
     return table_text + (notes + "\n" if notes else "")
 
 
@@ -199,7 +227,8 @@ def _latex(table: Table) -> str:
 
     header, body = _grid(table)
     frame = pandas.DataFrame(body, columns=header, dtype=object)
-    tabular = frame.to_latex(index=False, escape=True, column_format="lll" + "r" * (len(header) - 3))
+    first = _first_number(table)
+    tabular = frame.to_latex(index=False, escape=True, column_format="l" * first + "r" * (len(header) - first))
     # Written here: pandas writes no comment lines, and its caption would wrap the tabular in a table float.
     lines = [f"% {table.heading}", tabular.rstrip("\n"), *(f"% {note}" for note in table.notes)]
     return "\n".join(lines) + "\n"
@@ -209,21 +238,22 @@ def _csv(table: Table) -> str:
     import pandas
 
     numbers = table.columns + table.summary_columns
+    keys = ["model", "method", "tokens", "ratio"] + (["options"] if _has_options(table) else [])
     frame = pandas.DataFrame(
-        [[table.model, line.method, line.tokens, line.ratio, *(line.summary.get(c, line.values.get(c)) for c in numbers)]
-         for line in table.lines],
-        columns=["model", "method", "tokens", "ratio", *numbers],
+        [[table.model, line.method, line.tokens, line.ratio, *([line.options] if _has_options(table) else []),
+          *(line.summary.get(c, line.values.get(c)) for c in numbers)] for line in table.lines],
+        columns=[*keys, *numbers],
     )  # fmt: skip
     frame = frame.astype(dict.fromkeys(numbers, "float64"))  # None -> NaN, written as an empty field
     return frame.to_csv(index=False, float_format="%.6g", lineterminator="\n")
 
 
-def collect(root: Path, model: str | None = None, paper: bool = False) -> list[Table]:
+def collect(root: Path, model: str | None = None, paper: bool = False, family: str | None = None) -> list[Table]:
     """Every table under `root`: the launcher's results tree, then each Scenette sweep folder."""
     from .scenette_report import tables_under
 
     scenette = [table for table in tables_under(root) if model is None or table.model == model]
-    return build(root, model, paper) + scenette
+    return build(root, model, paper, family) + scenette
 
 
 def main(argv=None) -> int:
@@ -233,11 +263,13 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="only this model folder (Scenette: the checkpoint's folder name)")
     parser.add_argument("--format", choices=tuple(FORMATS), default="markdown")
     parser.add_argument("--paper", action="store_true", help="add the paper's numbers under matching rows")
+    parser.add_argument("--family", choices=sorted(FAMILIES),
+                        help="--paper: compare with this paper table (default: the one the model folder's name implies)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write table_<model>.md/.tex/.csv here instead of printing")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         parser.error(f"{args.results}: no such folder")
-    tables = collect(args.results, args.model, args.paper)
+    tables = collect(args.results, args.model, args.paper, args.family)
     if not tables:
         parser.error(f"{args.results}: no results (<model>/<method>/<setting>/<benchmark>/benchmark.json, "
                      "or a Scenette sweep's <folder>/<method>/<setting>.json)")  # fmt: skip

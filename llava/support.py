@@ -10,7 +10,8 @@ published schedules start at 64). The tiny models are shaped so that the family,
 decides each cell: LLaVA-1.5 at its real 336-px / 14-px grid (576 tokens per image) with
 LLaVA-1.5-7B's depths at tiny widths, 24 CLIP layers (ToMe can merge 576 down to 64) and 32 language
 model layers (PDrop's and SparseVLM's default layers fit); the other families at their `llava.testing`
-defaults, whose parts may hold fewer than 64 tokens (those are then kept whole).
+defaults with 32 language-model layers too, whose parts may hold fewer than 64 tokens (those are then
+kept whole).
 
     python -m llava.support          # the matrix as a Markdown table with numbered reasons
 """
@@ -21,6 +22,8 @@ import argparse
 
 BUDGET = 64
 RUNS = "runs"
+LAYERS = {"text_layers": 32}  # LLaVA-1.5-7B's, Vicuna-7B's and Qwen2-7B's depth (28) all fit PDrop's 8/16/24
+PAPER_LAYOUT = {"layout": "paper"}
 
 # Model class (as in HOSTS) -> (column label, builder of its tiny model in llava.testing, its kwargs).
 FAMILIES: dict[str, tuple[str, str, dict]] = {
@@ -32,34 +35,55 @@ FAMILIES: dict[str, tuple[str, str, dict]] = {
     "transformers.models.llava_next.modeling_llava_next.LlavaNextForConditionalGeneration": (
         "LLaVA-NeXT",
         "build_tiny_llava_next",
-        {},
+        LAYERS,
     ),
     "transformers.models.video_llava.modeling_video_llava.VideoLlavaForConditionalGeneration": (
         "Video-LLaVA",
         "build_tiny_video_llava",
-        {},
+        LAYERS,
     ),
     "transformers.models.llava_next_video.modeling_llava_next_video.LlavaNextVideoForConditionalGeneration": (
         "LLaVA-NeXT-Video",
         "build_tiny_llava_next_video",
-        {},
+        LAYERS,
     ),
     "transformers.models.llava_onevision.modeling_llava_onevision.LlavaOnevisionForConditionalGeneration": (
         "LLaVA-OneVision",
         "build_tiny_llava_onevision",
-        {},
+        LAYERS,
     ),
     "transformers.models.qwen2_vl.modeling_qwen2_vl.Qwen2VLForConditionalGeneration": (
         "Qwen2-VL",
         "build_tiny_qwen2_vl",
-        {"version": "2"},
+        {"version": "2", **LAYERS},
     ),
     "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl.Qwen2_5_VLForConditionalGeneration": (
         "Qwen2.5-VL",
         "build_tiny_qwen2_vl",
-        {"version": "2.5"},
+        {"version": "2.5", **LAYERS},
     ),
 }
+
+
+# Model class name -> host options tried, in turn, for a method the defaults refuse.
+ALTERNATIVES: dict[str, list[dict]] = {
+    "LlavaNextForConditionalGeneration": [PAPER_LAYOUT],
+    "LlavaNextVideoForConditionalGeneration": [PAPER_LAYOUT],
+}
+
+
+def runs_with(options: dict) -> str:
+    """The cell of a method that runs with these host options."""
+    settings = ", ".join(f"{name}={value!r}" for name, value in options.items())
+    return f"{RUNS} with {settings}" if options else RUNS
+
+
+def cell_options(name: str, cell: str) -> dict | None:
+    """The host options a "runs ..." cell of model class `name` runs with; None for a refused cell."""
+    for options in [{}, *ALTERNATIVES.get(name, [])]:
+        if cell == runs_with(options):
+            return options
+    return None
 
 
 def class_name(path: str) -> str:
@@ -80,8 +104,9 @@ def build_family(name: str):
 
 
 def support_matrix() -> dict[str, dict[str, str]]:
-    """{method: {model class name: "runs" or the reason apply_pruning refuses it}}, for every registered
-    method and every class in `llava.models.HOSTS`, at `BUDGET` tokens with the method's defaults."""
+    """{method: {model class name: "runs", "runs with <host options>" or the reason apply_pruning refuses
+    it}}, for every registered method and every class in `llava.models.HOSTS`, at `BUDGET` tokens with
+    the method's defaults (the family's `ALTERNATIVES` tried when its defaults refuse)."""
     from .models import HOSTS, apply_pruning, remove_pruning
     from .pruning import list_methods
 
@@ -90,16 +115,20 @@ def support_matrix() -> dict[str, dict[str, str]]:
         raise AssertionError(f"llava.support.FAMILIES and llava.models.HOSTS differ in {sorted(missing)}")
     matrix: dict[str, dict[str, str]] = {method: {} for method in list_methods()}
     for path in FAMILIES:  # HOSTS' classes, in the order of the table's columns
-        model = build_family(class_name(path))[0]
+        name = class_name(path)
+        model = build_family(name)[0]
         for method in matrix:
-            try:
-                apply_pruning(model, method, BUDGET)
-                cell = RUNS
-            except ValueError as error:
-                cell = str(error)
-            finally:
-                remove_pruning(model)
-            matrix[method][class_name(path)] = cell
+            cell = None
+            for options in [{}, *ALTERNATIVES.get(name, [])]:
+                try:
+                    apply_pruning(model, method, BUDGET, **options)
+                    cell = runs_with(options)
+                    break
+                except ValueError as error:
+                    cell = cell or str(error)  # the defaults' reason
+                finally:
+                    remove_pruning(model)
+            matrix[method][name] = cell
     return matrix
 
 
@@ -114,7 +143,7 @@ def to_markdown(matrix: dict[str, dict[str, str]], reasons_listed: bool = True) 
     for method, cells in matrix.items():
         row = {}
         for name, cell in cells.items():
-            if cell != RUNS:
+            if cell_options(name, cell) is None:
                 if cell not in reasons:
                     reasons.append(cell)
                 cell = f"– ({reasons.index(cell) + 1})"

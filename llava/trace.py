@@ -25,7 +25,6 @@ import torch
 
 if TYPE_CHECKING:
     from .patching import InstancePatch
-    from .pruning.sequence import Sequence
 
 # (attribute path from the model, method name): the ways into a pruned model; each opens a call
 # record, and calls nested inside one (generate -> forward -> get_image_features) share it.
@@ -46,11 +45,13 @@ class KeptTokens:
     item:      which image (video) of the call, counted over the batch in the order the model encodes them.
     part:      "image" (a whole image; also a one-crop anyres image), "base" (an anyres image's base crop),
                "tiles" (its unpadded tile map, pruned as one map: LLaVA-NeXT's native layout, OneVision),
-               "tile" (one tile crop: LLaVA-NeXT's paper layout) or "frame" (a video frame).
+               "tile" (one tile crop: LLaVA-NeXT's paper layout), "frame" (a video frame) or, for in-LLM
+               methods, which rank an item's placeholders as one run, "video" (a whole video).
     index:     the tile's (raster order over the tile grid) or frame's number; 0 for the other parts.
     grid:      (rows, cols) of the token grid `kept` indexes, raster order: the crop's or frame's own patch
                grid (after the pooling a video family applies), the tile map's grid for "tiles", the merged
-               grid for Qwen2-VL.
+               grid for Qwen2-VL; for in-LLM methods the item's placeholders ((1, count) where the family
+               has no fixed grid for them, e.g. anyres images with their newline tokens).
     kept:      [k] long, ascending: the kept tokens; None for methods that merge tokens (no kept indices).
                Over a video with a total budget (`video_token_num`), each frame lists its own share.
     important: [k'] long, ascending: the kept tokens chosen for importance (VisPruner's [CLS]-attention
@@ -166,22 +167,6 @@ class Tracer:
             start = frame * per_frame
             kept, chosen = in_frame(indices, start), in_frame(important, start)
             self.add("video", item, "frame", frame_grid, kept, chosen, index=frame)
-
-    def stage_recorder(self, grid) -> Callable[[int, torch.Tensor, Sequence], None]:
-        """For in-LLM methods: `record(layer, prefill_image, sequence)` after a stage before `layer` shortened
-        the sequence; prefill_image [B, L] is the prefill's image number of each token (-1 for text)."""
-
-        def record(layer: int, prefill_image: torch.Tensor, sequence: Sequence) -> None:
-            ranks = ranks_within_image(prefill_image)
-            item = 0
-            for row, count in enumerate((prefill_image.amax(dim=1) + 1).clamp(min=0).tolist()):
-                origin, image = sequence.origin[row], sequence.image[row]
-                for number in range(count):
-                    still_there = origin[(image == number) & (origin >= 0)]  # merged tokens have no origin
-                    self.add("image", item, "image", grid, ranks[row, still_there].sort().values, layer=layer)
-                    item += 1
-
-        return record
 
 
 def ranks_within_image(image: torch.Tensor) -> torch.Tensor:

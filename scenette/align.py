@@ -51,7 +51,7 @@ def align_projector(model, seeds: list[int], batch_size: int = 16) -> dict:
     features, targets = [], []
     for start in range(0, len(seeds), batch_size):
         pixels, target = batch(seeds[start : start + batch_size], signs=1)
-        vision = clip.encode(tower, pixels, layer, with_cls_attention=False)
+        vision = clip.encode(tower, pixels, layer)
         features.append(vision.features.reshape(-1, vision.features.shape[-1]))
         targets.append(attribute_targets(target, vision.grid[0]))
     x, y = torch.cat(features).double(), torch.cat(targets).double()

@@ -31,7 +31,7 @@ def content_share(model, processor, seeds: list[int], batch_size: int = 16) -> d
         rendered = [render(scene) for scene in scenes]
         pixels = processor.image_processor([image for image, _ in rendered], return_tensors="pt").pixel_values
         with torch.inference_mode():
-            vision = clip.encode(tower, pixels, model.config.vision_feature_layer, with_cls_attention=True)
+            vision = clip.encode(tower, pixels, model.config.vision_feature_layer, signals={"cls_attention"})
         attention = vision.cls_attention.mean(1)  # [B, N]
         for row, (_, labels) in enumerate(rendered):
             grid = labels.shape[0] // patch

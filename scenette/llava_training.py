@@ -141,9 +141,7 @@ class ScenePool:
         for start in tqdm(range(0, len(seeds), batch_size), desc="encoding training scenes", dynamic_ncols=True):
             rendered = [render(sample_scene(seed)) for seed in seeds[start : start + batch_size]]
             with torch.no_grad():
-                vision = clip.encode(
-                    tower, to_pixels([image for image, _ in rendered]), layer, with_cls_attention=False
-                )
+                vision = clip.encode(tower, to_pixels([image for image, _ in rendered]), layer)
             if self.features is None:  # bfloat16 halves the pool's memory; the LM trains in fp32
                 self.features = torch.empty((len(seeds), *vision.features.shape[1:]), dtype=torch.bfloat16)
                 self.content = torch.empty((len(seeds), vision.features.shape[1]), dtype=torch.bool)

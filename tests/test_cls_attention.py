@@ -11,7 +11,7 @@ def test_cls_row_matches_eager_attention_while_sdpa_stays_on(tiny, images, layer
     pixels = processor.image_processor(images, return_tensors="pt").pixel_values
     assert tower.config._attn_implementation == "sdpa"
     with torch.no_grad():
-        ours = clip.encode(tower, pixels, layer, with_cls_attention=True)
+        ours = clip.encode(tower, pixels, layer, signals={"cls_attention"})
         assert tower.config._attn_implementation == "sdpa"
         stock = tower(pixels, output_hidden_states=True)
         tower.set_attn_implementation("eager")
@@ -35,7 +35,7 @@ def test_layers_after_the_feature_layer_do_not_run(tiny, images):
     ]
     try:
         with torch.no_grad():
-            clip.encode(tower, pixels, -2, with_cls_attention=True)
+            clip.encode(tower, pixels, -2, signals={"cls_attention"})
     finally:
         for h in handles:
             h.remove()
@@ -47,4 +47,4 @@ def test_feature_layer_without_an_encoder_layer_is_rejected(tiny, images, layer)
     model, processor = tiny
     pixels = processor.image_processor(images[:1], return_tensors="pt").pixel_values
     with pytest.raises(ValueError, match="vision_feature_layer"):
-        clip.encode(model.model.vision_tower, pixels, layer, with_cls_attention=True)
+        clip.encode(model.model.vision_tower, pixels, layer, signals={"cls_attention"})

@@ -29,6 +29,9 @@ class NeedsText(VisionTokenPruner):
     name = "test_needs_text"
     requires = frozenset({"cls_attention", "text_attention"})
 
+    def select(self, vision):  # a selecting method, so every family reaches the signal check
+        raise AssertionError("never reached: the signal check refuses the method first")
+
 
 def test_unsupported_classes_are_named_with_every_supported_one():
     text_only = LlamaForCausalLM(

@@ -5,6 +5,7 @@ import torch
 from transformers import StaticCache
 
 import llava
+import llava.models  # the pruning wiring, which the fixtures patch
 from llava.testing import build_tiny_llava
 from support import LONG_PROMPT, PROMPT
 

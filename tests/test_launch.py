@@ -101,6 +101,27 @@ def test_gpus_model_limit_and_unpruned_runs(capsys, monkeypatch):
     assert "method=fastv,visual_token_num=64,conv_template" in model_args and model_args.endswith(",dtype=bfloat16")
 
 
+def test_extra_model_arguments_are_part_of_the_results_folder(capsys):
+    video = ["video", "msvd", "455", "0.5", "--model-arg", "frame_cls=false", "--model-arg=video_token_num=455",
+             "--model-arg", "video_split=first", "--model-arg", "video_split=even"]  # fmt: skip
+    command = dry(video, capsys)
+    out = command[command.index("--output_path") + 1]
+    assert out.endswith("/vispruner/n455_r0.5+frame_cls=false+video_split=even+video_token_num=455/msvd")
+    model_args = dict(item.split("=", 1) for item in command[command.index("--model_args") + 1].split(","))
+    assert model_args["video_split"] == "even" and model_args["response_log"] == f"{out}/responses"  # the last wins
+    plain = launch.output_folder(launch.parse_args(["video", "msvd", "455", "0.5"]))
+    assert plain.parent.name == "n455_r0.5" and str(plain) != out
+
+
+def test_a_known_benchmark_answered_by_other_tasks_keeps_its_column():
+    args = launch.parse_args(["v1_5", "pope", "64", "0.5", "--tasks", "scenette_reading",
+                              "--metric", "scenette_reading:exact_match"])  # fmt: skip
+    assert (args.spec.name, args.spec.label, args.spec.tasks) == ("pope", "POPE", ("scenette_reading",))
+    assert args.spec.metrics == (("scenette_reading", "exact_match"),) and not args.spec.judged
+    other = launch.parse_args(["v1_5", "probe", "8", "0.5", "--tasks", "t", "--metric", "t:acc"])
+    assert (other.spec.name, other.spec.label) == ("probe", "probe")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [(["v1_5", "mme", "64", "1.5"], "RATIO must be in"), (["v1_5", "mme", "sixty", "0.5"], "TOKENS must be"),
@@ -224,6 +245,7 @@ def test_a_failed_table_cell_names_its_log(fake_lmms_eval, capfd):
     [cell] = [launch.parse_args(cell) for cell in run_table.cells(run_table.parse_args(argv))]
     log = launch.output_folder(cell) / "lmms_eval.log"
     assert f"see {log}" in err and "Tasks not found" in log.read_text()
+    assert "wrote no *_results.json under" in err and ": ValueError: Tasks not found: fake_silent; see" in err  # why
 
 
 @pytest.mark.slow

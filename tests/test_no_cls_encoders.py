@@ -44,7 +44,7 @@ def test_siglip_received_attention_matches_eager_attention_while_sdpa_stays_on(o
     tower = model.model.vision_tower
     pixels = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        ours = siglip.encode(tower, pixels, layer, with_attention=True)
+        ours = siglip.encode(tower, pixels, layer, {"cls_attention"})
         stock = tower(pixels, output_hidden_states=True).hidden_states[layer]
         eager_tower = copy.deepcopy(tower)
         eager_tower.set_attn_implementation("eager")

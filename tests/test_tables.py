@@ -9,6 +9,7 @@ import pytest
 
 from eval import scenette_report, tables
 from eval.benchmarks import BENCHMARKS
+from eval.results import parse_setting, setting_name, setting_options
 
 MODEL = "llava-v1.5-7b"
 SCENETTE_TYPES = ("existence", "colour", "shape", "count", "position", "reading")
@@ -208,3 +209,57 @@ def test_no_results_is_an_error_naming_both_layouts(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tables.main([str(tmp_path)])
     assert "a Scenette sweep's <folder>/<method>/<setting>.json" in capsys.readouterr().err
+
+
+# --- settings with extra model arguments ---------------------------------------------------------
+
+
+def test_setting_names_carry_extra_model_arguments_and_old_names_parse_as_before():
+    video = {"video_token_num": "455", "frame_cls": "false", "video_split": "even"}
+    name = setting_name("vispruner", 455, 0.5, None, video)
+    assert name == "n455_r0.5+frame_cls=false+video_split=even+video_token_num=455"
+    assert parse_setting(name) == (455, 0.5, None) and setting_options(name) == video
+    assert name != setting_name("vispruner", 455, 0.5)  # the per-frame run has its own folder
+    awkward = setting_name("fastv", 64, None, 2, {"vision_tower": "/ckpt/clip+x", "dtype": "bfloat16"})
+    assert awkward == "n64_limit2+dtype=bfloat16+vision_tower=%2Fckpt%2Fclip%2Bx" and "/" not in awkward
+    assert setting_options(awkward) == {"dtype": "bfloat16", "vision_tower": "/ckpt/clip+x"}
+    assert setting_name("none", None, None, 40, {}) == "full_limit40"
+    for old, parsed in (("full", (None, None, None)), ("n64_r0.5", (64, 0.5, None)), ("n64", (64, None, None)),
+                        ("n32_r0.75_limit10", (32, 0.75, 10.0)), ("full_limit40", (None, None, 40.0))):  # fmt: skip
+        assert parse_setting(old) == parsed and setting_options(old) == {}
+    for other in ("full_limit40.before-20251231-000000", "n64+junk", "n64_r0.5+a=b+c", "runs", "n64+a=b/c"):
+        assert parse_setting(other) is None and setting_options(other) == {}
+
+
+def test_rows_with_options_show_them_and_match_the_paper_only_with_the_recipes(tmp_path):
+    root, model = tmp_path, "Video-LLaVA-7B-hf"
+    protocol = "n455_r0.5+frame_cls=false+video_split=even+video_token_num=455"
+    for setting in (protocol, "n455_r0.5", "n455_r0.5+frame_cls=false+video_split=first+video_token_num=455"):
+        folder = root / model / "vispruner" / setting / "msvd"
+        folder.mkdir(parents=True)
+        (folder / "benchmark.json").write_text(json.dumps(BENCHMARKS["msvd"].describe()))
+        (folder / "judged.json").write_text(json.dumps({"accuracy": 60.0, "score": 3.5}))
+    [table] = tables.build(root, paper=True)
+    assert [(line.method, line.options) for line in table.lines] == [
+        ("vispruner", ""),
+        ("vispruner", "frame_cls=false, video_split=even, video_token_num=455"),
+        ("vispruner (paper, Video-LLaVA-7B)", ""),
+        ("vispruner", "frame_cls=false, video_split=first, video_token_num=455"),
+    ]
+    assert table.lines[2].values["MSVD Acc"] == 70.2
+    header, *body = markdown_rows(tables.render([table]))
+    assert header[:5] == ["Method", "Tokens", "r", "Options", "MSVD Acc"]
+    assert body[1][3] == "frame_cls=false, video_split=even, video_token_num=455" and body[1][4] == "60.0"
+    assert tables.render([table], "csv").splitlines()[0].startswith("model,method,tokens,ratio,options,MSVD Acc,")
+    assert "\\begin{tabular}{llllrr" in tables.render([table], "latex")
+
+
+def test_family_names_the_paper_table_of_a_model_folder_that_does_not(results, tmp_path, capsys):
+    renamed = tmp_path / "renamed"
+    (results / MODEL).rename(renamed.mkdir() or renamed / "scenette-llava")
+    [table] = tables.build(renamed, paper=True)
+    assert not any(line.paper for line in table.lines)  # "scenette-llava" says no paper table
+    [table] = tables.build(renamed, paper=True, family="v1_5")
+    assert [line.method for line in table.lines][:2] == ["none", "none (paper, LLaVA-1.5-7B)"]
+    assert tables.main([str(renamed), "--paper", "--family", "v1_5"]) == 0
+    assert "vispruner (paper, LLaVA-1.5-7B)" in capsys.readouterr().out

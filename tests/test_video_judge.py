@@ -143,7 +143,13 @@ def test_verdict_parsing():
 
 def test_video_table_averages_accuracy_and_score(tmp_path):
     for bench, (acc, score) in {"msvd": (70.0, 3.9), "msrvtt": (57.0, 3.5), "tgif": (20.0, 2.5)}.items():
-        folder = tmp_path / "Video-LLaVA-7B-hf" / "vispruner" / "n57_r0.5" / bench
+        folder = (
+            tmp_path
+            / "Video-LLaVA-7B-hf"
+            / "vispruner"
+            / "n455_r0.5+frame_cls=false+video_split=even+video_token_num=455"
+            / bench
+        )
         folder.mkdir(parents=True)
         (folder / "benchmark.json").write_text(json.dumps(tables.BENCHMARKS[bench].describe()))
         (folder / judge.JUDGED).write_text(json.dumps({"accuracy": acc, "score": score, "judge_model": "j"}))

@@ -37,11 +37,14 @@ SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_samp
 
 
 class PrunedLlava(lmms):
-    """Model arguments (`--model_args k=v,...`); every key not listed is an option of `method`.
+    """Model arguments (`--model_args k=v,...`); every key not listed is passed on to `llava.apply_pruning`: an
+    option of `method` (`important_ratio`, `layers`, `schedule`, ...) or of the model family (`layout`,
+    `video_token_num`, `video_split`, `frame_cls`), and an unknown one is rejected by name.
 
     pretrained         original LLaVA checkpoint or transformers-format one (local folder or Hub id)
     method             a registered pruning method (`llava.list_methods()`), or "none" for the full model
-    visual_token_num   visual tokens kept per image (per crop for LLaVA-NeXT)
+    visual_token_num   visual tokens kept per image (per crop for LLaVA-NeXT's paper layout with vision-side
+                       methods; per image or video for in-LLM methods)
     conv_template      vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain
     dtype              auto (float16 on GPU, float32 on CPU), float16, bfloat16 or float32
     device             lmms-eval's --device (default cuda); the CPU, with a warning, when CUDA is absent

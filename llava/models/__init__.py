@@ -3,8 +3,10 @@
 One small module per host family (`llava.py`, `llava_next.py`, `video_llava.py`, `llava_next_video.py`,
 `llava_onevision.py`, `qwen2_vl.py`) knows where that family encodes images and videos and how its
 prompts hold placeholders; `apply_pruning` picks it by the model's class. Shared pieces: `common.py`
-(forward/generate wrappers, signal checks), `runs.py` (placeholder rewriting), `anyres.py` (tile
-geometry), `frames.py` (video budgets), encoders `clip.py`, `siglip.py`, `qwen_vision.py`.
+(the `Host` skeleton every family builds: signal checks, defaults, forward/generate rewriting;
+`prune`), `inside.py` (in-LLM methods on any family) over `decoder.py` (the pruning layer loop),
+`runs.py` (placeholder rewriting), `anyres.py` (tile geometry), `frames.py` (video budgets), and the
+encoders `clip.py`, `siglip.py`, `qwen_vision.py`, each declaring the signals it provides (`SIGNALS`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import inspect
 from collections.abc import Callable
 
 from ..patching import InstancePatch
-from ..pruning import check_options, create_pruner
+from ..pruning import create_pruner
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 
@@ -58,8 +60,9 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
     """
     host_names = _host_options(_host(model))
     host_options = {name: options.pop(name) for name in list(options) if name in host_names}
-    check_options(method, options, f"; {type(model).__name__} accepts {', '.join(host_names)}" if host_names else "")
-    return attach_pruner(model, create_pruner(method, visual_token_num, **options), trace=trace, **host_options)
+    also = f"; {type(model).__name__} accepts {', '.join(host_names)}" if host_names else ""
+    pruner = create_pruner(method, visual_token_num, also_accepted=also, **options)
+    return attach_pruner(model, pruner, trace=trace, **host_options)
 
 
 def attach_pruner(model, pruner: TokenPruner, *, trace: bool = False, **host_options):

@@ -23,6 +23,7 @@ from ..pruning.base import LayerProjections, VisionFeatures
 
 CLS_ROW = slice(0, 1)
 SIGNALS = frozenset({"cls_attention", "cls_token", "projections", "next_projections", "token_merging"})
+NOTE = ""  # every signal is what its name says
 
 
 def feature_depth(vision_tower: nn.Module, vision_feature_layer: int) -> int:
@@ -49,24 +50,27 @@ def encode(
     vision_tower: nn.Module,
     pixel_values: torch.Tensor,
     vision_feature_layer: int,
-    with_cls_attention: bool = False,
-    *,
     signals: frozenset[str] | set[str] = frozenset(),
     merger=None,
 ) -> VisionFeatures:
-    """Patch features of `vision_feature_layer` ([CLS] dropped) and the `signals` asked for.
+    """Patch features of `vision_feature_layer` ([CLS] dropped) and the `signals` (of `SIGNALS`) asked for.
 
-    `merger` (for "token_merging") is an object with `schedule(num_patches, num_layers) -> list[int]`
-    (tokens to merge in each layer up to the feature layer) and `merge(hidden, size, keys, num_heads,
-    count) -> (hidden, size)`; the returned features are then the merged tokens.
+    For "token_merging", `merger` (the method; given, it merges) is an object with `schedule(num_patches, num_layers) ->
+    list[int]` (tokens to merge in each layer up to the feature layer) and `merge(hidden, size, keys,
+    num_heads, count) -> (hidden, size)`; the returned features are then the merged tokens (and
+    "cls_token", if asked, the protected [CLS] token after merging).
     """
-    signals = set(signals) | ({"cls_attention"} if with_cls_attention else set())
+    unknown = set(signals) - SIGNALS
+    if unknown:
+        raise ValueError(f"a CLIP tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}")
     depth = feature_depth(vision_tower, vision_feature_layer)
     grid = patch_grid(pixel_values, vision_tower)
     hidden = vision_tower.pre_layrnorm(vision_tower.embeddings(pixel_values))
     layers = vision_tower.encoder.layers
     if merger is not None:
-        return VisionFeatures(features=_merge_through(layers[:depth], hidden, merger)[:, 1:], grid=grid)
+        merged = _merge_through(layers[:depth], hidden, merger)
+        cls_token = merged[:, 0] if "cls_token" in signals else None
+        return VisionFeatures(features=merged[:, 1:], grid=grid, cls_token=cls_token)
 
     for layer in layers[: depth - 1]:
         hidden = layer(hidden, None)
@@ -117,19 +121,6 @@ def _merge_through(layers, hidden: torch.Tensor, merger) -> torch.Tensor:
             hidden, size = merger.merge(hidden, size, projected["key"], attention.num_heads, count)
         hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
     return hidden
-
-
-def encode_with_cls(
-    vision_tower: nn.Module,
-    pixel_values: torch.Tensor,
-    vision_feature_layer: int,
-    with_cls_attention: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """All tokens of `vision_feature_layer`, [CLS] first ([B, 1 + N, C]), and, if asked, the [CLS] ->
-    patch attention of that layer ([B, H, N])."""
-    signals = {"cls_token"} | ({"cls_attention"} if with_cls_attention else set())
-    vision = encode(vision_tower, pixel_values, vision_feature_layer, signals=signals)
-    return torch.cat([vision.cls_token[:, None], vision.features], dim=1), vision.cls_attention
 
 
 def patch_grid(pixel_values: torch.Tensor, vision_tower: nn.Module) -> tuple[int, int]:

@@ -1,5 +1,6 @@
-"""What every host family shares: wrapping `forward`/`generate` so the prompt is rewritten to the
-kept token counts before the stock code runs, and checking that a method can be served.
+"""What every host family shares: the `Host` skeleton (signals, feature-layer and strategy defaults,
+pad id, patched encoders' outputs), wrapping `forward`/`generate` so the prompt is rewritten to the
+kept token counts before the stock code runs, and pruning one batch of features (`prune`).
 
 A host supplies a *rewrite*: a function of the call's arguments (by name) that returns the
 arguments to replace (e.g. `input_ids`, `attention_mask`, `labels`, and for Qwen `position_ids`),
@@ -10,17 +11,147 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 
 from ..patching import InstancePatch
-from ..pruning.base import VisionFeatures, VisionTokenPruner, gather_tokens
+from ..pruning.base import (
+    LanguageModelPruner,
+    TokenPruner,
+    VisionFeatures,
+    VisionTokenPruner,
+    check_signals,
+    gather_tokens,
+)
+from ..trace import Tracer
 
 Rewrite = Callable[[dict[str, Any]], "dict[str, Any] | None"]
-CLS_ATTENTION = "cls_attention"
 DROP = object()  # a rewrite's value for an argument to take out of the call (e.g. pixels already encoded)
+LANGUAGE_SIGNALS = frozenset({"question"})  # the prompt text after the image, read inside the language model
+PROJECTED = "projected"  # the projector's output: every host that projects features can hand it over
+
+
+@dataclass
+class Host:
+    """One family's pruning being attached: the model, the method, where patches go, and what the
+    family's encoder can provide. A family module builds one in its `attach` and keeps only what is
+    its own (where it encodes, how its placeholders are laid out).
+
+    name: the family as messages name it (e.g. "LLaVA-NeXT"); signals: what the vision encoder hands
+    vision-side methods (its module's `SIGNALS`, e.g. `clip.SIGNALS`), "projected" added; note: said
+    after a refusal (e.g. how an encoder without [CLS] serves "cls_attention"); strategy: the
+    `vision_feature_select_strategy` pruning reads features with."""
+
+    model: Any
+    pruner: TokenPruner
+    patch: InstancePatch
+    tracer: Tracer | None
+    name: str
+    signals: frozenset[str]
+    note: str = ""
+    strategy: str | None = "default"
+
+    @property
+    def inner(self):
+        return self.model.model
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def inside(self) -> bool:
+        """Whether the method prunes inside the language model (FastV, PDrop, SparseVLM)."""
+        return isinstance(self.pruner, LanguageModelPruner)
+
+    @property
+    def split(self) -> bool:
+        """Whether to report VisPruner's important/diverse split (only when tracing)."""
+        return self.tracer is not None
+
+    @property
+    def asked(self) -> frozenset[str]:
+        """The encoder signals the method needs (what to ask the encoder's `encode` for)."""
+        return frozenset(self.pruner.requires) & self.signals
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.config.text_config.pad_token_id
+        return 0 if pad is None else pad
+
+    def check_signals(self) -> None:
+        """Vision-side methods get the encoder's signals, in-LLM methods the language model's; a method
+        asking for the other side's signal would silently receive nothing, so it is refused here."""
+        if self.inside:
+            check_signals(self.pruner, LANGUAGE_SIGNALS, f"{self.name}, inside its language model,")
+        else:
+            provided = self.signals | {PROJECTED}
+            check_signals(self.pruner, provided, f"{self.name}, before its language model,", self.note)
+
+    def check_merge_schedule(self, num_patches: int, depth: int) -> None:
+        """For methods merging inside the encoder: a budget the schedule cannot reach fails now, not at
+        the first image."""
+        if "token_merging" in self.pruner.requires:
+            self.pruner.schedule(num_patches, depth)
+
+    @property
+    def merger(self):
+        """The method, for an encoder that merges tokens as it runs ("token_merging"); None otherwise."""
+        return self.pruner if "token_merging" in self.pruner.requires else None
+
+    def layer(self, vision_feature_layer) -> int:
+        """The feature layer a call asks for, the config's by default."""
+        return self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+
+    def check_strategy(self, vision_feature_select_strategy, what: str = "") -> None:
+        strategy = vision_feature_select_strategy or self.config.vision_feature_select_strategy
+        if strategy != self.strategy:
+            raise ValueError(
+                f"pruning {self.name}{what} supports vision_feature_select_strategy={self.strategy!r}, got {strategy!r}"
+            )
+
+    def patch_encoder(self, name: str, build: Callable[[Callable], Callable]) -> None:
+        """Replace `model.model.<name>` (e.g. "get_image_features") by the function `build(stock)`
+        returns; that function returns a `ModelOutput` (e.g. `BaseModelOutputWithPooling`), and the
+        patched method hands it out as a tuple when the caller asks `return_dict=False`."""
+        stock = getattr(self.inner, name)
+        encode = build(stock)
+
+        @functools.wraps(stock)
+        def patched(*args, **kwargs):
+            output = encode(*args, **kwargs)
+            return output if kwargs.get("return_dict", True) else output.to_tuple()
+
+        self.patch.set(self.inner, name, patched)
+
+    def rewrite_prompts(self, *rewrites: Rewrite) -> None:
+        """Patch `forward` and `generate` to rewrite each call's placeholders with `rewrites` in turn."""
+        rewrite = chain(*rewrites)
+        patch_forward(self.model, self.patch, rewrite)
+        patch_generate(self.model, self.patch, rewrite)
+
+    def project(self, vision: VisionFeatures, projector: Callable) -> None:
+        """Fill `vision.projected` when the method selects on projected tokens."""
+        if PROJECTED in self.pruner.requires:
+            vision.projected = projector(vision.features)
+
+    def tokens(self, pruned: Pruned, projector: Callable) -> torch.Tensor:
+        """The language model's tokens for what was kept: projected now, or already projected."""
+        return pruned.features if PROJECTED in self.pruner.requires else projector(pruned.features)
+
+
+class KeepAll(VisionTokenPruner):
+    """Keeps every token: a family's image layout without vision-side pruning (e.g. LLaVA-NeXT's paper
+    layout under an in-LLM method). Not a registered method."""
+
+    name = "keep_all"
+
+    def __init__(self):
+        super().__init__(sys.maxsize)
 
 
 class Pruned(NamedTuple):
@@ -48,18 +179,20 @@ def _selected(method: VisionTokenPruner, vision: VisionFeatures, split: bool):
 
 
 def prune(pruner: VisionTokenPruner, vision: VisionFeatures, budget: int, split: bool = False) -> Pruned:
-    """Keep `budget` of the N tokens (pre-projector features; indices ascending, None for a method that
-    merges tokens). budget >= N keeps all, 0 keeps none, without running the method. `split`: also
-    report which kept tokens the method chose for importance (for tracing)."""
+    """Keep `budget` of the N tokens (indices ascending, None for a method that merges tokens): the
+    pre-projector features, or for methods that select on projected tokens (`vision.projected` filled,
+    see `Host.project`) the projected ones. budget >= N keeps all, 0 keeps none, without running the
+    method. `split`: also report which kept tokens the method chose for importance (for tracing)."""
+    source = vision.projected if PROJECTED in pruner.requires else vision.features
     batch, num_tokens, _ = vision.features.shape
     if budget >= num_tokens or budget <= 0:
         count = num_tokens if budget >= num_tokens else 0
         indices = torch.arange(count, device=vision.features.device).expand(batch, count)
-        return Pruned(vision.features[:, :count], indices)
+        return Pruned(source[:, :count], indices)
     method = pruner.with_budget(budget)
     if has_select(method):
         indices, important = _selected(method, vision, split)
-        return Pruned(gather_tokens(vision.features, indices), indices, important)
+        return Pruned(gather_tokens(source, indices), indices, important)
     return Pruned(method.reduce(vision), None)
 
 
@@ -67,7 +200,7 @@ def apply_method(pruner: VisionTokenPruner, vision: VisionFeatures, split: bool 
     """The method itself at its own budget (no shortcut): what `pruner.reduce` keeps, or, for methods
     needing "projected", the selected projected tokens; with the kept indices of methods whose reduce
     gathers their selection (and with `split`, the important ones)."""
-    projected = "projected" in pruner.requires
+    projected = PROJECTED in pruner.requires
     gathers = has_select(pruner) and type(pruner).reduce is VisionTokenPruner.reduce
     if not (projected or gathers):
         return Pruned(pruner.reduce(vision), None)

@@ -16,6 +16,14 @@ attention-row reader to `pruner.reduce`, and the layers after that run on the sh
   positions, e.g. FastV) or shifted by the number of tokens dropped before the group (methods that
   renumber positions, e.g. PDrop).
 
+Positions: 1-D rotary models carry [B, L] positions, used for rotary tables, masks and layers alike.
+M-RoPE models (Qwen2-VL / Qwen2.5-VL: `rotary_emb.mrope_section`) take [B, L], [3, B, L] or [4, B, L]
+`position_ids` (row 0 of the last: the text positions the stock model builds masks with and hands its
+layers); the loop keeps the sections as [B, L, 3] (last, so pruning gathers them like any per-token
+field) and gives masks and layers the text positions as the stock model does before the first stage,
+none after it (a pruned sequence always has an explicit mask: they would only feed packed-sequence
+detection, and it is never packed).
+
 The host passes, as the keyword `IMAGE_INDEX_KWARG` that the stock multimodal model forwards to its
 language model, which prompt tokens are visual ([B, L] long, image number within the row or -1).
 """
@@ -43,13 +51,14 @@ from ..pruning.sequence import Sequence, last_real_index
 IMAGE_INDEX_KWARG = "pruning_image_index"
 StageHook = Callable[[int, torch.Tensor, Sequence], None]
 _REQUIRED = ("embed_tokens", "layers", "norm", "rotary_emb")
+MROPE_SECTIONS = 3  # temporal, height, width: the rows of an M-RoPE model's rotary position_ids
 
 
 @dataclass
 class _Group:
     first_layer: int
     prefix_mask: torch.Tensor  # [B, L_g] the kept prompt tokens' padding mask
-    shift: torch.Tensor  # [B] original minus renumbered position of the last prompt token
+    shift: torch.Tensor  # [B] ([B, S] for M-RoPE) original minus renumbered positions of the last prompt token
 
 
 @dataclass
@@ -65,6 +74,10 @@ def check_supported(language_model) -> None:
         raise ValueError(
             f"in-LLM pruning needs a Llama-style decoder (embed_tokens, layers with self_attn.q_proj/k_proj, "
             f"norm, rotary_emb); {type(language_model).__name__} is not one"
+        )
+    if "sliding_attention" in (getattr(language_model.config, "layer_types", None) or ()):
+        raise ValueError(
+            "in-LLM pruning builds full causal masks; a language model with sliding-window layers is not supported"
         )
 
 
@@ -98,7 +111,7 @@ def attach(
         batch, length = inputs_embeds.shape[:2]
         if position_ids is None:
             position_ids = torch.arange(seen, seen + length, device=inputs_embeds.device)[None]
-        position_ids = position_ids.expand(batch, -1)
+        positions, text = _split_positions(self, position_ids, batch)
         if seen == 0:
             hidden = _prefill(
                 self,
@@ -106,7 +119,7 @@ def attach(
                 plans,
                 inputs_embeds,
                 attention_mask,
-                position_ids,
+                (positions, text),
                 past_key_values,
                 use_cache,
                 image_index,
@@ -119,7 +132,7 @@ def attach(
                 plans.get(past_key_values),
                 inputs_embeds,
                 attention_mask,
-                position_ids,
+                (positions, text),
                 past_key_values,
                 use_cache,
                 kwargs,
@@ -130,17 +143,48 @@ def attach(
     patch.set(language_model, "forward", types.MethodType(decorated, language_model))
 
 
-def _layer_inputs(model, hidden, mask, positions, cache, first_layer):
-    """The attention mask (sized against cache layer `first_layer`) and rotary tables for a group."""
+def _split_positions(model, position_ids: torch.Tensor, batch: int):
+    """(rotary positions, text positions) of a call: [B, L] and the same tensor for 1-D rotary models;
+    [B, L, 3] and row 0 of a [4, B, L] `position_ids` (None otherwise, as in the stock model) for M-RoPE."""
+    if not hasattr(model.rotary_emb, "mrope_section"):
+        positions = position_ids.expand(batch, -1)
+        return positions, positions
+    text = None
+    if position_ids.dim() == 2:
+        position_ids = position_ids[None].expand(MROPE_SECTIONS, -1, -1)
+    elif position_ids.shape[0] == MROPE_SECTIONS + 1:
+        text, position_ids = position_ids[0].expand(batch, -1), position_ids[1:]
+    if position_ids.dim() != 3 or position_ids.shape[0] != MROPE_SECTIONS:
+        raise ValueError(
+            f"an M-RoPE language model takes position_ids [B, L], [3, B, L] or [4, B, L], got {tuple(position_ids.shape)}"
+        )
+    return position_ids.expand(-1, batch, -1).permute(1, 2, 0), text
+
+
+def _text_after_stage(positions: torch.Tensor) -> torch.Tensor | None:
+    """What masks and layers get as positions once a stage has pruned: the rotary positions for 1-D
+    models (as before pruning), none for M-RoPE (see the module docstring)."""
+    return positions if positions.dim() == 2 else None
+
+
+def _at(positions: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The positions [B] ([B, S] for M-RoPE) of token `index[b]` of each row."""
+    return positions[torch.arange(positions.shape[0], device=positions.device), index]
+
+
+def _layer_inputs(model, hidden, mask, positions, text, cache, first_layer):
+    """The attention mask (sized against cache layer `first_layer`, from the text positions `text`) and
+    rotary tables (from `positions`, sections last for M-RoPE) for a group."""
     causal = create_causal_mask(
         config=model.config,
         inputs_embeds=hidden,
         attention_mask=mask,
         past_key_values=cache,
-        position_ids=positions,
+        position_ids=text,
         layer_idx=first_layer,
     )
-    return causal, model.rotary_emb(hidden, position_ids=positions)
+    rotary = positions.permute(2, 0, 1) if positions.dim() == 3 else positions
+    return causal, model.rotary_emb(hidden, position_ids=rotary)
 
 
 def _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs):
@@ -155,7 +199,8 @@ def _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs)
     )
 
 
-def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use_cache, image_index, kwargs, on_stage):
+def _prefill(model, pruner, plans, embeds, attention_mask, given, cache, use_cache, image_index, kwargs, on_stage):
+    positions, text = given
     batch, length = embeds.shape[:2]
     device = embeds.device
     mask = (
@@ -174,10 +219,9 @@ def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use
     state = pruner.start(sequence) if stages else None
     captured = {pruner.attention_layer(s): s for s in stages if pruner.attention_layer(s) == s - 1}
 
-    last = last_real_index(mask)
-    original_last = positions.gather(1, last[:, None])[:, 0]
-    groups = [_Group(0, mask, torch.zeros(batch, dtype=torch.long, device=device))]
-    causal, rope = _layer_inputs(model, embeds, attention_mask, positions, cache, 0)
+    original_last = _at(positions, last_real_index(mask))
+    groups = [_Group(0, mask, torch.zeros_like(original_last))]
+    causal, rope = _layer_inputs(model, embeds, attention_mask, positions, text, cache, 0)
     readers = {}
     hidden = embeds
     for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
@@ -187,14 +231,14 @@ def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use
             sequence = pruner.reduce(stages.index(index), sequence, reader, state)
             if on_stage is not None:
                 on_stage(index, image, sequence)
-            last = last_real_index(sequence.mask)
-            shift = original_last - sequence.positions.gather(1, last[:, None])[:, 0]
+            shift = original_last - _at(sequence.positions, last_real_index(sequence.mask))
             groups.append(_Group(index, sequence.mask, shift))
             hidden = sequence.hidden
-            causal, rope = _layer_inputs(model, hidden, sequence.mask, sequence.positions, cache, index)
+            text = _text_after_stage(sequence.positions)
+            causal, rope = _layer_inputs(model, hidden, sequence.mask, sequence.positions, text, cache, index)
         capture = capture_projections(layer.self_attn, slice(None)) if index in captured else nullcontext()
         with capture as projected:
-            hidden = _run_layer(layer, hidden, causal, sequence.positions, rope, cache, use_cache, kwargs)
+            hidden = _run_layer(layer, hidden, causal, text, rope, cache, use_cache, kwargs)
         if index in captured:
             readers[captured[index]] = _captured_reader(
                 layer.self_attn, projected, replace(sequence, hidden=hidden), rope
@@ -204,12 +248,13 @@ def _prefill(model, pruner, plans, embeds, attention_mask, positions, cache, use
     return hidden
 
 
-def _decode(model, plan, embeds, attention_mask, positions, cache, use_cache, kwargs):
+def _decode(model, plan, embeds, attention_mask, given, cache, use_cache, kwargs):
+    positions, text = given
     if plan is None:  # a cache this loop did not prune: an unpruned decode
-        causal, rope = _layer_inputs(model, embeds, attention_mask, positions, cache, 0)
+        causal, rope = _layer_inputs(model, embeds, attention_mask, positions, text, cache, 0)
         hidden = embeds
         for layer in model.layers[: model.config.num_hidden_layers]:
-            hidden = _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs)
+            hidden = _run_layer(layer, hidden, causal, text, rope, cache, use_cache, kwargs)
         return hidden
 
     batch, length = embeds.shape[:2]
@@ -224,8 +269,9 @@ def _decode(model, plan, embeds, attention_mask, positions, cache, use_cache, kw
             group = starts[index]
             mask = torch.cat([group.prefix_mask, appended], dim=1)
             group_positions = positions - group.shift[:, None]
-            causal, rope = _layer_inputs(model, hidden, mask, group_positions, cache, index)
-        hidden = _run_layer(layer, hidden, causal, group_positions, rope, cache, use_cache, kwargs)
+            group_text = text if index == 0 else _text_after_stage(group_positions)
+            causal, rope = _layer_inputs(model, hidden, mask, group_positions, group_text, cache, index)
+        hidden = _run_layer(layer, hidden, causal, group_text, rope, cache, use_cache, kwargs)
     return hidden
 
 

@@ -2,9 +2,13 @@
 
 * Per frame (default): every frame is pruned on its own to `visual_token_num` tokens with its own
   attention signal, as FasterVLM's Video-LLaVA branch (VisPruner's predecessor) does.
-* Total (`video_token_num=K`): the frames of one video are pruned together, as one tall map of
-  F x rows x cols tokens whose attention each comes from its own frame, so the method chooses how many
-  tokens each frame keeps (K in total). Tokens stay in frame order, raster order inside a frame.
+* Joint (`video_token_num=K`, `video_split="joint"`, the default): the frames of one video are pruned
+  together, as one tall map of F x rows x cols tokens whose attention each comes from its own frame,
+  so the method chooses how many tokens each frame keeps (K in total). Tokens stay in frame order,
+  raster order inside a frame.
+* Even (`video_token_num=K, video_split="even"`): each frame pruned on its own to K // F tokens, the
+  first K % F frames one more (the paper's Video-LLaVA totals, e.g. 455 = 7 x 57 + 56, with the
+  per-frame selection of FasterVLM's Video-LLaVA code).
 
 Hosts pass frame features before the projector, and the tokens a frame feeds the language model:
 either the projector applied to the kept features, or (where the stock model pools after the
@@ -18,112 +22,151 @@ from collections.abc import Callable
 
 import torch
 
-from ..pruning.base import VisionFeatures, VisionTokenPruner, check_token_num
-from ..trace import Tracer
-from .common import has_select, prune
-from .placeholders import shrink_image_runs
+from ..pruning.base import VisionFeatures, check_token_num
+from .common import Host, has_select, prune
+from .runs import rewrite_placeholders
+
+SPLITS = ("joint", "even")
 
 
-def video_rewrite(model, counts: Callable[[torch.Tensor], tuple[int, int]]):
+def video_rewrite(host: Host, counts: Callable[[torch.Tensor], tuple[int, int]]):
     """The forward/generate rewrite that shrinks each video's placeholder run: `counts(pixel_values_videos)`
     gives (placeholders the processor writes per video, tokens kept per video)."""
-    pad = model.config.text_config.pad_token_id
 
     def rewrite(given):
         videos = given.get("pixel_values_videos")
-        if videos is None or given.get("input_ids") is None:
+        if videos is None:
             return None
-        stock, kept = counts(videos)
-        shrunk = shrink_image_runs(
-            given["input_ids"],
-            model.config.video_token_id,
-            videos.shape[0],
-            stock,
-            kept,
-            given.get("attention_mask"),
-            given.get("labels"),
-            0 if pad is None else pad,
-        )
-        return None if shrunk is None else vars(shrunk)
+        written, kept = counts(videos)
+        number = videos.shape[0]
+        return rewrite_placeholders(given, host.config.video_token_id, [written] * number, [kept] * number, host.pad_id)
 
     return rewrite
 
 
-def check_video_budget(video_token_num, pruner: VisionTokenPruner, host: str):
+def check_video_budget(host: Host, video_token_num, video_split: str):
+    """`video_token_num` checked (None: a budget per frame), with the way it is split over frames."""
+    if video_split not in SPLITS:
+        raise ValueError(
+            f"video_split must be one of {', '.join(map(repr, SPLITS))} for {host.name}, got {video_split!r}"
+        )
     if video_token_num is None:
         return None
-    video_token_num = check_token_num(video_token_num, "video_token_num")
-    if not has_select(pruner):
+    if host.inside:
         raise ValueError(
-            f"video_token_num (a total budget across frames) needs a method that selects tokens; "
-            f"{pruner.name!r} merges them. Leave video_token_num unset to prune each frame for {host}"
+            f"video_token_num is for methods pruning before the language model; {host.pruner.name} keeps "
+            "visual_token_num tokens per video"
+        )
+    video_token_num = check_token_num(video_token_num, "video_token_num")
+    if host.merger is not None:
+        raise ValueError(
+            f"{host.pruner.name!r} merges inside the encoder down to visual_token_num per frame; video_token_num "
+            "cannot change that: leave it unset"
+        )
+    if video_split == "joint" and not has_select(host.pruner):
+        raise ValueError(
+            f"video_token_num with video_split='joint' (frames compete for one total) needs a method that "
+            f"selects tokens; {host.pruner.name!r} merges them. Use video_split='even' or leave video_token_num "
+            f"unset to prune each frame for {host.name}"
         )
     return video_token_num
 
 
+def frame_budgets(video_token_num: int, num_frames: int, frame_tokens: int) -> list[int]:
+    """`video_split='even'`: the total spread over the frames, the first `total % frames` one more."""
+    total = min(video_token_num, num_frames * frame_tokens)
+    share, extra = divmod(total, num_frames)
+    return [share + (frame < extra) for frame in range(num_frames)]
+
+
 def tokens_per_video(
-    pruner: VisionTokenPruner, frame_tokens: int, num_frames: int, video_token_num: int | None, lead: int = 0
+    pruner, frame_tokens: int, num_frames: int, video_token_num: int | None, lead: int = 0, video_split: str = "joint"
 ) -> int:
     """Tokens one pruned video feeds the language model (leading tokens included)."""
     if video_token_num is None:
         return num_frames * (pruner.kept_per_image(frame_tokens) + lead)
+    if video_split == "even":  # a merging method may keep fewer than a frame's budget (pool: a whole grid)
+        budgets = frame_budgets(video_token_num, num_frames, frame_tokens)
+        return (
+            sum(pruner.with_budget(b).kept_per_image(frame_tokens) if b > 0 else 0 for b in budgets) + num_frames * lead
+        )
     return min(video_token_num, num_frames * frame_tokens) + num_frames * lead
 
 
 def video_tokens(
-    pruner: VisionTokenPruner,
+    host: Host,
     vision: VisionFeatures,
     num_frames: int,
     video_token_num: int | None,
+    video_split: str = "joint",
     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     frame_tokens: torch.Tensor | None = None,
     lead: torch.Tensor | None = None,
-    tracer: Tracer | None = None,
 ) -> torch.Tensor:
     """[videos, K, D] language-model tokens of the videos whose frames are `vision` ([videos*F, n, C]).
 
     project: the projector, applied to kept features; frame_tokens: [videos*F, n, D] stock tokens
-    to pick kept ones from instead; lead: [videos*F, l, D] tokens kept in front of every frame;
-    tracer: told what each frame kept (tracing)."""
+    to pick kept ones from instead; lead: [videos*F, l, D] tokens kept in front of every frame."""
     frames, per_frame, _ = vision.features.shape
-    videos = frames // num_frames
-    split = tracer is not None
-
-    def tokens_of(kept, indices, stock):
-        if stock is None:
-            return project(kept)
-        return stock.gather(1, indices[..., None].expand(-1, -1, stock.shape[-1]))
-
     if video_token_num is None:
-        kept, indices, important = prune(pruner, vision, pruner.kept_per_image(per_frame), split)
-        if tracer is not None:
-            labels = [("frame", frame // num_frames, frame % num_frames) for frame in range(frames)]
-            tracer.add_rows("video", vision.grid, labels, indices, important)
-        tokens = tokens_of(kept, indices, frame_tokens)
-        if lead is not None:
-            tokens = torch.cat([lead, tokens], dim=1)
-        return tokens.reshape(videos, -1, tokens.shape[-1])
-
-    rows, cols = vision.grid
-    attention = vision.cls_attention
-    outputs = []
-    for video in range(videos):
-        span = slice(video * num_frames, (video + 1) * num_frames)
-        joint = VisionFeatures(
-            vision.features[span].reshape(1, num_frames * per_frame, -1),
-            (num_frames * rows, cols),
-            None if attention is None else attention[span].transpose(0, 1).reshape(1, attention.shape[1], -1),
+        budgets = [host.pruner.kept_per_image(per_frame)] * num_frames
+    elif video_split == "even":
+        budgets = frame_budgets(video_token_num, num_frames, per_frame)
+    else:
+        return torch.stack(
+            [
+                _joint_video(host, vision, video, num_frames, video_token_num, project, frame_tokens, lead)
+                for video in range(frames // num_frames)
+            ]
         )
-        pruned = prune(pruner, joint, video_token_num, split)
-        if tracer is not None:
-            tracer.add_video(video, vision.grid, num_frames, *pruned.row(0))
-        kept, indices, _ = pruned
-        stock = None if frame_tokens is None else frame_tokens[span].reshape(1, num_frames * per_frame, -1)
-        tokens = tokens_of(kept, indices, stock)[0]
+    budget_of = torch.tensor(budgets, device=vision.features.device).repeat(frames // num_frames)
+    kept: list = [None] * frames
+    for budget in sorted(set(budgets)):
+        rows = (budget_of == budget).nonzero()[:, 0]
+        pruned = prune(host.pruner, vision.take(rows), budget, host.split)
+        if host.tracer is not None:
+            labels = [("frame", int(frame) // num_frames, int(frame) % num_frames) for frame in rows]
+            host.tracer.add_rows("video", vision.grid, labels, pruned.indices, pruned.important)
+        stock = None if frame_tokens is None else frame_tokens[rows]
+        tokens = _tokens_of(host, pruned, stock, project)
         if lead is not None:
-            tokens = _with_leads(tokens, indices[0], lead[span], per_frame)
-        outputs.append(tokens)
-    return torch.stack(outputs)
+            tokens = torch.cat([lead[rows], tokens], dim=1)
+        for row, frame in enumerate(rows.tolist()):
+            kept[frame] = tokens[row]
+    return torch.stack([torch.cat(kept[start : start + num_frames]) for start in range(0, frames, num_frames)])
+
+
+def _tokens_of(host: Host, pruned, stock: torch.Tensor | None, project):
+    if stock is None:
+        return host.tokens(pruned, project)
+    return stock.gather(1, pruned.indices[..., None].expand(-1, -1, stock.shape[-1]))
+
+
+def _joint_video(host, vision, video, num_frames, video_token_num, project, frame_tokens, lead):
+    """One video pruned as one tall map of its frames (each token with its own frame's signal)."""
+    span = slice(video * num_frames, (video + 1) * num_frames)
+    frames = vision.take(span)
+    per_frame = frames.features.shape[1]
+    rows, cols = vision.grid
+
+    def stacked(tensor):
+        return None if tensor is None else tensor.reshape(1, num_frames * per_frame, -1)
+
+    attention = frames.cls_attention
+    joint = VisionFeatures(
+        stacked(frames.features),
+        (num_frames * rows, cols),
+        None if attention is None else attention.transpose(0, 1).reshape(1, attention.shape[1], -1),
+        projected=stacked(frames.projected),
+    )
+    pruned = prune(host.pruner, joint, video_token_num, host.split)
+    if host.tracer is not None:
+        host.tracer.add_video(video, vision.grid, num_frames, *pruned.row(0))
+    stock = None if frame_tokens is None else stacked(frame_tokens[span])
+    tokens = _tokens_of(host, pruned, stock, project)[0]
+    if lead is not None:
+        tokens = _with_leads(tokens, pruned.indices[0], lead[span], per_frame)
+    return tokens
 
 
 def _with_leads(tokens: torch.Tensor, indices: torch.Tensor, lead: torch.Tensor, per_frame: int):

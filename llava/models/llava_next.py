@@ -15,6 +15,11 @@ Two layouts, chosen with `apply_pruning(..., layout=...)`:
   640/320/160 for T = 128/64/32), no unpadding, no newline tokens; the base crop's kept tokens come
   first, then the tiles' kept tokens in raster order over the whole 2x2 tile map.
 
+In-LLM methods (FastV, PDrop, SparseVLM) see every token of the layout (the stock one, or with
+`layout="paper"` the 5 x 576 crop tokens without newlines, as the paper's 2880) and keep
+`visual_token_num` per image inside the language model: the paper's FastV at 640 is
+`visual_token_num=640`, where VisPruner's 640 is 128 per crop.
+
 The instance's `get_image_features` does the pruning (tower to the feature layer, [CLS] rows of
 that layer beside SDPA, projector on kept tokens only); `forward`/`generate` rewrite each image's
 placeholder run from the processor's count to the kept count.
@@ -22,42 +27,61 @@ placeholder run from the processor's count to the kept count.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
-from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from ..pruning.base import TokenPruner, VisionFeatures
 from ..trace import Tracer
-from . import clip
+from . import clip, inside
 from .anyres import TileGrid, full_grid_order, image_map, split_total, tile_grid, with_newlines
-from .common import CLS_ATTENTION, has_select, patch_forward, patch_generate, prune
-from .runs import retile, run_counts
+from .common import Host, KeepAll, has_select, prune
+from .runs import rewrite_placeholders
 
+HOST = "LLaVA-NeXT"
 LAYOUTS = ("native", "paper")
 PAPER_TILES = 2  # the paper pins every image to 2 x 2 tiles
 
 
-def attach(
-    model, pruner: VisionTokenPruner, patch: InstancePatch, tracer: Tracer | None = None, *, layout: str = "native"
-) -> None:
-    check_image_options(pruner, layout, "LLaVA-NeXT")
-    patch.set(model.model, "get_image_features", pruned_image_features(model.model, pruner, layout, tracer))
-    rewrite = image_rewrite(model, pruner, layout)
-    patch_forward(model, patch, rewrite)
-    patch_generate(model, patch, rewrite)
+def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | None = None, *, layout: str = "native"):
+    host = Host(model, pruner, patch, tracer, HOST, clip.SIGNALS)
+    if attach_inside(host, layout):
+        return
+    host.patch_encoder("get_image_features", lambda stock: image_features(host, layout))
+    host.rewrite_prompts(image_rewrite(host, layout))
 
 
-def check_image_options(pruner: VisionTokenPruner, layout: str, host: str) -> None:
+def attach_inside(host: Host, layout: str) -> bool:
+    """Check the method and `layout` for this family's images; for an in-LLM method attach it (images
+    stay stock) and return True."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))} for {host}, got {layout!r}")
-    check_signals(pruner, {CLS_ATTENTION}, host)
-    if layout == "native" and not has_select(pruner):
+        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))} for {host.name}, got {layout!r}")
+    host.check_signals()
+    if host.inside:
+        if layout == "paper":  # the paper's crops, every token kept, then pruned inside the language model
+            images = dataclasses.replace(host, pruner=KeepAll(), tracer=None)
+            host.patch_encoder("get_image_features", lambda stock: image_features(images, layout))
+            host.rewrite_prompts(image_rewrite(images, layout))
+        placeholders = {host.config.image_token_id: "image"}
+        video = getattr(host.config, "video_token_id", None)
+        if video is not None:
+            placeholders[video] = "video"
+        inside.attach(host, inside.Placeholders(placeholders))
+        return True
+    if layout == "native" and not has_select(host.pruner):
         raise ValueError(
-            f"method {pruner.name!r} merges tokens, but layout='native' places newline tokens by the kept "
+            f"method {host.pruner.name!r} merges tokens, but layout='native' places newline tokens by the kept "
             "tokens' positions; use layout='paper' or a method that selects tokens"
         )
+    vision = host.config.vision_config
+    side = vision.image_size // vision.patch_size
+    host.check_merge_schedule(
+        side * side, clip.feature_depth_of(vision.num_hidden_layers, host.config.vision_feature_layer)
+    )
+    return False
 
 
 def pin_paper_resolution(processor):
@@ -83,7 +107,7 @@ def image_grid(config, image_size, layout: str) -> TileGrid:
     return tile_grid(image_size, pinpoints, tile, side)
 
 
-def placeholder_counts(config, pruner: VisionTokenPruner, grid: TileGrid | None, layout: str) -> tuple[int, int]:
+def placeholder_counts(config, pruner, grid: TileGrid | None, layout: str) -> tuple[int, int]:
     """(placeholders the processor wrote for the image, tokens the pruned model feeds for it)."""
     _, side = _geometry(config)
     per_crop = side * side
@@ -96,18 +120,13 @@ def placeholder_counts(config, pruner: VisionTokenPruner, grid: TileGrid | None,
     return written, pruner.kept_per_image(per_crop + grid.num_tokens) + height
 
 
-def pruned_image_features(inner, pruner: VisionTokenPruner, layout: str, tracer: Tracer | None = None):
-    stock = inner.get_image_features
-    config = inner.config
+def image_features(host: Host, layout: str):
+    inner, config = host.inner, host.config
 
-    @functools.wraps(stock)
     def get_image_features(
         pixel_values, image_sizes, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
     ):
-        layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
-        strategy = vision_feature_select_strategy or config.vision_feature_select_strategy
-        if strategy != "default":
-            raise ValueError(f"pruning LLaVA-NeXT supports vision_feature_select_strategy='default', got {strategy!r}")
+        host.check_strategy(vision_feature_select_strategy)
         grids = [image_grid(config, size, layout) for size in image_sizes]
         crops = gather_crops(pixel_values, [1 + grid.rows * grid.cols for grid in grids])
         if layout == "paper" and bool((crops.flatten(1).abs().amax(dim=1) == 0).any()):
@@ -115,13 +134,13 @@ def pruned_image_features(inner, pruner: VisionTokenPruner, layout: str, tracer:
                 "layout='paper' got all-zero crops (the processor's padding for images with fewer than "
                 f"{1 + PAPER_TILES**2} crops); pin the processor with pin_paper_resolution(processor)"
             )
-        vision = clip.encode(inner.vision_tower, crops, layer, CLS_ATTENTION in pruner.requires)
+        vision = clip.encode(inner.vision_tower, crops, host.layer(vision_feature_layer), host.asked, host.merger)
+        host.project(vision, inner.multi_modal_projector)
         if layout == "paper":
-            tokens = paper_tokens(pruner, vision, grids, inner.multi_modal_projector, tracer)
+            tokens = paper_tokens(host, vision, grids, inner.multi_modal_projector)
         else:
-            tokens = native_tokens(pruner, vision, grids, inner.multi_modal_projector, inner.image_newline, tracer)
-        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
-        return output if kwargs.get("return_dict", True) else output.to_tuple()
+            tokens = native_tokens(host, vision, grids, inner.multi_modal_projector, inner.image_newline)
+        return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
 
     return get_image_features
 
@@ -146,25 +165,17 @@ def gather_crops(pixel_values: torch.Tensor, crops_per_image: list[int]) -> torc
     return torch.cat([image[:count] for image, count in zip(pixel_values, crops_per_image)])
 
 
-def per_image(vision: VisionFeatures, crops_per_image: list[int]):
-    """Split a batch of crops into (features [P, N, C], attention [P, H, N] | None) per image."""
-    features = vision.features.split(crops_per_image)
-    attention = (
-        vision.cls_attention.split(crops_per_image) if vision.cls_attention is not None else [None] * len(features)
-    )
-    return list(zip(features, attention))
-
-
-def paper_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid], projector, tracer=None) -> list[torch.Tensor]:
+def paper_tokens(host: Host, vision: VisionFeatures, grids: list[TileGrid], projector) -> list[torch.Tensor]:
     """Every crop pruned to T on its own; base first, then the tiles' tokens over the full tile map."""
-    pruned = prune(pruner, vision, pruner.kept_per_image(vision.features.shape[1]), split=tracer is not None)
-    if tracer is not None:
+    pruner = host.pruner
+    pruned = prune(pruner, vision, pruner.kept_per_image(vision.grid[0] * vision.grid[1]), host.split)
+    if host.tracer is not None:
         labels = []
         for item, grid in enumerate(grids):
             labels += [("base", item, 0)] + [("tile", item, tile) for tile in range(grid.rows * grid.cols)]
-        tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        host.tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
     indices = pruned.indices
-    projected = projector(pruned.features)
+    projected = host.tokens(pruned, projector)
     tokens, start = [], 0
     for grid in grids:
         count = 1 + grid.rows * grid.cols
@@ -176,85 +187,71 @@ def paper_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid], projecto
     return tokens
 
 
-def native_tokens(pruner, vision: VisionFeatures, grids: list[TileGrid | None], projector, newline, tracer=None):
+def native_tokens(host: Host, vision: VisionFeatures, grids: list[TileGrid | None], projector, newline):
     """The stock unpad + newline layout of each image with `visual_token_num` kept in total."""
-    crops = [1 + grid.rows * grid.cols if grid is not None else 1 for grid in grids]
-    return [
-        image_tokens(
-            pruner,
-            features,
-            attention,
-            vision.grid,
-            grid,
-            projector,
-            newline,
-            None if tracer is None else functools.partial(tracer.add, "image", item),
-        )
-        for item, ((features, attention), grid) in enumerate(zip(per_image(vision, crops), grids))
-    ]
+    tokens, start = [], 0
+    for item, grid in enumerate(grids):
+        count = 1 + grid.rows * grid.cols if grid is not None else 1
+        record = None if host.tracer is None else functools.partial(host.tracer.add, "image", item)
+        tokens.append(image_tokens(host, vision.take(slice(start, start + count)), grid, projector, newline, record))
+        start += count
+    return tokens
 
 
-def image_tokens(pruner, features, attention, crop_grid, grid: TileGrid | None, projector, newline, record=None):
-    """One image: base crop and tile map share the budget in proportion to their sizes (see module doc).
+def image_tokens(host: Host, crops: VisionFeatures, grid: TileGrid | None, projector, newline, record=None):
+    """One image (its crops' features and signals): base crop and tile map share the budget in
+    proportion to their sizes (see module doc).
 
     A map the stock model resizes (OneVision's anyres_max) is resized after the projector there, so
     its tokens are projected and resized the stock way and the kept ones picked from the result.
     `record(part, grid, kept, important)` (tracing) is told what each part kept."""
-    split = record is not None
-    base = VisionFeatures(features[:1], crop_grid, None if attention is None else attention[:1])
+    pruner, split = host.pruner, host.split
+    per_crop = crops.features.shape[1]
+    base = crops.take(slice(0, 1))
     if grid is None:  # a single crop: the whole budget goes to it, one newline after it
-        kept = prune(pruner, base, pruner.kept_per_image(features.shape[1]), split)
+        kept = prune(pruner, base, pruner.kept_per_image(per_crop), split)
         if record is not None:
-            record("image", crop_grid, *kept.row(0))
-        return torch.cat([projector(kept.features[0]), newline[None].to(kept.features.dtype)])
+            record("image", crops.grid, *kept.row(0))
+        return torch.cat([host.tokens(kept, projector)[0], newline[None].to(kept.features.dtype)])
+    tiles = crops.take(slice(1, None))
     tile_map = VisionFeatures(
-        image_map(features[1:], grid)[None],
+        image_map(tiles.features, grid)[None],
         grid.shape,
-        None if attention is None else image_map(attention[1:].transpose(1, 2), grid).T[None],
+        cls_attention=None
+        if tiles.cls_attention is None
+        else image_map(tiles.cls_attention.transpose(1, 2), grid).T[None],
+        projected=None if tiles.projected is None else image_map(tiles.projected, grid)[None],
     )
-    budgets = split_total(
-        pruner.kept_per_image(features.shape[1] + grid.num_tokens), [features.shape[1], grid.num_tokens]
-    )
+    budgets = split_total(pruner.kept_per_image(per_crop + grid.num_tokens), [per_crop, grid.num_tokens])
     base_kept = prune(pruner, base, budgets[0], split)
     map_kept = prune(pruner, tile_map, budgets[1], split)
     if record is not None:
-        record("base", crop_grid, *base_kept.row(0))
+        record("base", crops.grid, *base_kept.row(0))
         record("tiles", grid.shape, *map_kept.row(0))
     map_positions = map_kept.indices[0]
-    if grid.resized is not None:
-        map_tokens = image_map(projector(features[1:]), grid)[map_positions]
+    if grid.resized is not None and tiles.projected is None:
+        map_tokens = image_map(projector(tiles.features), grid)[map_positions]
     else:
-        map_tokens = projector(map_kept.features[0])
-    return torch.cat([projector(base_kept.features[0]), with_newlines(map_tokens, map_positions, grid.shape, newline)])
+        map_tokens = host.tokens(map_kept, projector)[0]
+    base_tokens = host.tokens(base_kept, projector)[0]
+    return torch.cat([base_tokens, with_newlines(map_tokens, map_positions, grid.shape, newline)])
 
 
-def image_rewrite(model, pruner: VisionTokenPruner, layout: str, grids_for=None):
+def image_rewrite(host: Host, layout: str, grids_for=None):
     """Rewrite each image's placeholder run from the processor's count to the pruned count.
 
     grids_for(given) -> per-image TileGrid (None for a single-crop image); defaults to LLaVA-NeXT's."""
-    config = model.config
-    pad = config.text_config.pad_token_id
-    pad = 0 if pad is None else pad
+    config = host.config
+    hint = "; pin the processor with pin_paper_resolution(processor)" if layout == "paper" else ""
 
     def rewrite(given):
-        input_ids, image_sizes = given.get("input_ids"), given.get("image_sizes")
-        if given.get("pixel_values") is None or input_ids is None or image_sizes is None:
+        image_sizes = given.get("image_sizes")
+        if given.get("pixel_values") is None or image_sizes is None:
             return None
         grids = grids_for(given) if grids_for else [image_grid(config, size, layout) for size in image_sizes]
-        written, fed = zip(*(placeholder_counts(config, pruner, grid, layout) for grid in grids))
-        counts = run_counts(input_ids, config.image_token_id, written, fed)
-        if counts is None:
-            found = int((input_ids == config.image_token_id).sum())
-            if found == sum(fed):
-                return None  # already rewritten
-            hint = "; pin the processor with pin_paper_resolution(processor)" if layout == "paper" else ""
-            raise ValueError(
-                f"the prompt holds {found} image placeholders; layout={layout!r} expects {sum(written)} "
-                f"for image sizes {[list(map(int, size)) for size in image_sizes]}{hint}"
-            )
-        (ids, labels), mask = retile(
-            counts, [(input_ids, pad), (given.get("labels"), -100)], given.get("attention_mask")
+        written, fed = zip(*(placeholder_counts(config, host.pruner, grid, layout) for grid in grids))
+        return rewrite_placeholders(
+            given, config.image_token_id, written, fed, host.pad_id, f" (layout={layout!r}){hint}"
         )
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     return rewrite

@@ -10,39 +10,43 @@ Budget per frame, or `video_token_num` in total per video (see `frames.py`).
 
 from __future__ import annotations
 
-import functools
-
 import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
-from ..pruning.base import VisionFeatures, VisionTokenPruner
+from ..pruning.base import TokenPruner, VisionFeatures
 from ..trace import Tracer
 from . import clip, llava_next
-from .common import CLS_ATTENTION, chain, patch_forward, patch_generate
+from .common import Host
 from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
 
 HOST = "LLaVA-NeXT-Video"
+# Frames are pooled before the projector: of the tower's signals only [CLS] attention pools with them.
+SIGNALS = frozenset({"cls_attention"})
+NOTE = " (video frames are pooled before the projector; only [CLS] attention is pooled with them)"
 
 
 def attach(
     model,
-    pruner: VisionTokenPruner,
+    pruner: TokenPruner,
     patch: InstancePatch,
     tracer: Tracer | None = None,
     *,
     layout: str = "native",
     video_token_num: int | None = None,
+    video_split: str = "joint",
 ) -> None:
-    llava_next.check_image_options(pruner, layout, HOST)
-    video_token_num = check_video_budget(video_token_num, pruner, HOST)
-    inner = model.model
-    patch.set(inner, "get_image_features", llava_next.pruned_image_features(inner, pruner, layout, tracer))
-    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num, tracer))
-    rewrite = chain(llava_next.image_rewrite(model, pruner, layout), _video_rewrite(model, pruner, video_token_num))
-    patch_forward(model, patch, rewrite)
-    patch_generate(model, patch, rewrite)
+    host = Host(model, pruner, patch, tracer, HOST, SIGNALS & clip.SIGNALS, NOTE)
+    video_token_num = check_video_budget(host, video_token_num, video_split)
+    if llava_next.attach_inside(host, layout):
+        return
+    host.patch_encoder("get_image_features", lambda stock: llava_next.image_features(host, layout))
+    host.patch_encoder("get_video_features", lambda stock: _video_features(host, video_token_num, video_split))
+    host.rewrite_prompts(
+        llava_next.image_rewrite(host, layout),
+        video_rewrite(host, lambda videos: _counts(host, videos, video_token_num, video_split)),
+    )
 
 
 def pool_attention(resampler: nn.Module, attention, side: int):
@@ -55,34 +59,26 @@ def pool_attention(resampler: nn.Module, attention, side: int):
     return resampler(attention.transpose(1, 2)).transpose(1, 2)
 
 
-def _video_features(inner, pruner, video_token_num, tracer):
-    stock = inner.get_video_features
-    config = inner.config
+def _video_features(host: Host, video_token_num, video_split):
+    inner = host.inner
 
-    @functools.wraps(stock)
     def get_video_features(
         pixel_values_videos, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
     ):
-        layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
-        strategy = vision_feature_select_strategy or config.vision_feature_select_strategy
-        if strategy != "default":
-            raise ValueError(
-                f"pruning {HOST} videos supports vision_feature_select_strategy='default', got {strategy!r}"
-            )
-        videos, num_frames = pixel_values_videos.shape[:2]
+        host.check_strategy(vision_feature_select_strategy, " videos")
+        num_frames = pixel_values_videos.shape[1]
         frames = pixel_values_videos.flatten(0, 1)
-        vision = clip.encode(inner.vision_tower, frames, layer, CLS_ATTENTION in pruner.requires)
+        vision = clip.encode(inner.vision_tower, frames, host.layer(vision_feature_layer), host.asked)
         pooled = inner.vision_resampler(vision.features)
         side = int(round(pooled.shape[1] ** 0.5))
         attention = None
         if vision.cls_attention is not None:
             attention = pool_attention(inner.vision_resampler, vision.cls_attention, vision.grid[0])
         pooled_vision = VisionFeatures(pooled, (side, side), attention)
-        tokens = video_tokens(
-            pruner, pooled_vision, num_frames, video_token_num, project=inner.multi_modal_projector, tracer=tracer
-        )
-        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
-        return output if kwargs.get("return_dict", True) else output.to_tuple()
+        project = inner.multi_modal_projector
+        host.project(pooled_vision, project)
+        tokens = video_tokens(host, pooled_vision, num_frames, video_token_num, video_split, project=project)
+        return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
 
     return get_video_features
 
@@ -92,9 +88,8 @@ def pooled_tokens_per_frame(config) -> int:
     return (side // config.spatial_pool_stride) ** 2
 
 
-def _video_rewrite(model, pruner, video_token_num):
-    def counts(videos):
-        num_frames, per_frame = videos.shape[1], pooled_tokens_per_frame(model.config)
-        return num_frames * per_frame, tokens_per_video(pruner, per_frame, num_frames, video_token_num)
-
-    return video_rewrite(model, counts)
+def _counts(host: Host, videos, video_token_num, video_split) -> tuple[int, int]:
+    num_frames, per_frame = videos.shape[1], pooled_tokens_per_frame(host.config)
+    return num_frames * per_frame, tokens_per_video(
+        host.pruner, per_frame, num_frames, video_token_num, video_split=video_split
+    )

@@ -22,47 +22,42 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
-from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from ..pruning.base import TokenPruner, VisionFeatures
 from ..trace import Tracer
-from . import llava_next, siglip
+from . import inside, llava_next, siglip
 from .anyres import tile_grid
-from .common import CLS_ATTENTION, chain, has_select, patch_forward, patch_generate
+from .common import PROJECTED, Host, has_select
 from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
 
 HOST = "LLaVA-OneVision"
-SIGNAL_NOTE = " (SigLIP has no [CLS]: 'cls_attention' is served as the mean attention each token receives)"
 
 
 def attach(
     model,
-    pruner: VisionTokenPruner,
+    pruner: TokenPruner,
     patch: InstancePatch,
     tracer: Tracer | None = None,
     *,
     video_token_num: int | None = None,
+    video_split: str = "joint",
 ) -> None:
-    check_signals(pruner, {CLS_ATTENTION}, HOST, SIGNAL_NOTE)
-    if not has_select(pruner):
+    host = Host(model, pruner, patch, tracer, HOST, siglip.SIGNALS, siglip.NOTE, strategy="full")
+    if not host.inside and not has_select(pruner):  # the layout refuses it, whatever signals it needs
         raise ValueError(f"method {pruner.name!r} merges tokens; {HOST} images place newline tokens by kept positions")
-    video_token_num = check_video_budget(video_token_num, pruner, HOST)
-    inner = model.model
-    patch.set(inner, "get_image_features", _image_features(inner, pruner, tracer))
-    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num, tracer))
-    grids_for = functools.partial(_grids_from_call, model.config)
-    rewrite = chain(
-        llava_next.image_rewrite(model, pruner, "native", grids_for=grids_for),
-        _video_rewrite(model, pruner, video_token_num),
+    host.check_signals()
+    video_token_num = check_video_budget(host, video_token_num, video_split)
+    config = model.config
+    if host.inside:
+        placeholders = {config.image_token_id: "image", config.video_token_id: "video"}
+        inside.attach(host, inside.Placeholders(placeholders))
+        return
+    host.patch_encoder("get_image_features", lambda stock: _image_features(host))
+    host.patch_encoder("get_video_features", lambda stock: _video_features(host, video_token_num, video_split))
+    grids_for = functools.partial(_grids_from_call, config)
+    host.rewrite_prompts(
+        llava_next.image_rewrite(host, "native", grids_for=grids_for),
+        video_rewrite(host, lambda videos: _counts(host, videos, video_token_num, video_split)),
     )
-    patch_forward(model, patch, rewrite)
-    patch_generate(model, patch, rewrite)
-
-
-def _check_strategy(config, strategy):
-    strategy = strategy or config.vision_feature_select_strategy
-    if strategy != "full":
-        raise ValueError(
-            f"pruning {HOST} supports vision_feature_select_strategy='full' (SigLIP has no [CLS]), got {strategy!r}"
-        )
 
 
 def image_grids(config, image_sizes, batch_num_images=None, vision_aspect_ratio=None):
@@ -86,11 +81,9 @@ def _grids_from_call(config, given):
     return image_grids(config, given["image_sizes"], given.get("batch_num_images"), given.get("vision_aspect_ratio"))
 
 
-def _image_features(inner, pruner, tracer):
-    stock = inner.get_image_features
-    config = inner.config
+def _image_features(host: Host):
+    inner, config = host.inner, host.config
 
-    @functools.wraps(stock)
     def get_image_features(
         pixel_values,
         image_sizes,
@@ -100,52 +93,42 @@ def _image_features(inner, pruner, tracer):
         batch_num_images=None,
         **kwargs,
     ):
-        _check_strategy(config, vision_feature_select_strategy)
-        layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        host.check_strategy(vision_feature_select_strategy)
         grids = image_grids(config, image_sizes, batch_num_images, vision_aspect_ratio)
         crops = llava_next.gather_crops(pixel_values, [1 + g.rows * g.cols if g is not None else 1 for g in grids])
-        vision = siglip.encode(inner.vision_tower, crops, layer, CLS_ATTENTION in pruner.requires)
-        projector, newline = inner.multi_modal_projector, inner.image_newline
-        tokens = llava_next.native_tokens(pruner, vision, grids, projector, newline, tracer)
-        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
-        return output if kwargs.get("return_dict", True) else output.to_tuple()
+        vision = siglip.encode(inner.vision_tower, crops, host.layer(vision_feature_layer), host.asked)
+        projector = inner.multi_modal_projector
+        host.project(vision, projector)
+        tokens = llava_next.native_tokens(host, vision, grids, projector, inner.image_newline)
+        return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
 
     return get_image_features
 
 
-def _video_features(inner, pruner, video_token_num, tracer):
-    stock = inner.get_video_features
-    config = inner.config
+def _video_features(host: Host, video_token_num, video_split):
+    inner = host.inner
 
-    @functools.wraps(stock)
     def get_video_features(
         pixel_values_videos, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs
     ):
-        _check_strategy(config, vision_feature_select_strategy)
-        layer = config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        host.check_strategy(vision_feature_select_strategy)
         videos, num_frames = pixel_values_videos.shape[:2]
-        vision = siglip.encode(
-            inner.vision_tower, pixel_values_videos.flatten(0, 1), layer, CLS_ATTENTION in pruner.requires
-        )
+        layer = host.layer(vision_feature_layer)
+        vision = siglip.encode(inner.vision_tower, pixel_values_videos.flatten(0, 1), layer, host.asked)
         pooled = inner.apply_pooling(vision.features)  # the stock pooling, here on pre-projector features
         side = int(round(pooled.shape[1] ** 0.5))
         attention = None
         if vision.cls_attention is not None:
             attention = inner.apply_pooling(vision.cls_attention.transpose(1, 2)).transpose(1, 2)
         stock_tokens = inner.apply_pooling(inner.multi_modal_projector(vision.features))
-        tokens = video_tokens(
-            pruner,
-            VisionFeatures(pooled, (side, side), attention),
-            num_frames,
-            video_token_num,
-            frame_tokens=stock_tokens,
-            tracer=tracer,
-        )
+        pooled_vision = VisionFeatures(pooled, (side, side), attention)
+        if PROJECTED in host.pruner.requires:  # the stock frame tokens are projected, then pooled
+            pooled_vision.projected = stock_tokens
+        tokens = video_tokens(host, pooled_vision, num_frames, video_token_num, video_split, frame_tokens=stock_tokens)
         newline = inner.image_newline.to(tokens.dtype)[None, None].expand(videos, 1, -1)
-        output = BaseModelOutputWithPooling(
+        return BaseModelOutputWithPooling(
             last_hidden_state=vision.features, pooler_output=torch.cat([tokens, newline], dim=1)
         )
-        return output if kwargs.get("return_dict", True) else output.to_tuple()
 
     return get_video_features
 
@@ -155,9 +138,9 @@ def pooled_tokens_per_frame(config) -> int:
     return (-(-side // 2)) ** 2
 
 
-def _video_rewrite(model, pruner, video_token_num):
-    def counts(videos):  # each video's tokens end with one newline token, kept
-        num_frames, per_frame = videos.shape[1], pooled_tokens_per_frame(model.config)
-        return num_frames * per_frame + 1, tokens_per_video(pruner, per_frame, num_frames, video_token_num) + 1
-
-    return video_rewrite(model, counts)
+def _counts(host: Host, videos, video_token_num, video_split) -> tuple[int, int]:
+    """Each video's tokens end with one newline token, kept."""
+    num_frames, per_frame = videos.shape[1], pooled_tokens_per_frame(host.config)
+    return num_frames * per_frame + 1, tokens_per_video(
+        host.pruner, per_frame, num_frames, video_token_num, video_split=video_split
+    ) + 1

@@ -1,138 +1,190 @@
 """Pruning for `Qwen2VLForConditionalGeneration` and `Qwen2_5_VLForConditionalGeneration`, per instance.
 
-Each image's merged tokens (t*h*w/4 of them, dynamic resolution) are pruned to `visual_token_num`
-with the mean attention they receive (`qwen_vision.py`, standing in for [CLS] attention).
+Vision-side methods: each image's and each video's merged tokens (t*h*w/4 of them, dynamic
+resolution; a video's frames stacked as rows of one grid) are pruned to `visual_token_num` per
+image or video, with the mean attention they receive standing in for [CLS] attention
+(`qwen_vision.py`); DivPrune's "projected" tokens are the merger's output, the tokens the language
+model sees. Methods that merge tokens are refused: M-RoPE needs each kept token's own position.
 
 M-RoPE: the kept tokens keep the 3D (t, h, w) positions they have in the unpruned prompt, and the
 text keeps its positions too. The positions are computed by the stock `get_rope_index` on the
-unpruned prompt, the pruned placeholders' columns are dropped, and the result is passed as explicit
-`position_ids` ([3, B, L] to `forward`; [4, B, L] with the text row to `generate`, as stock
-generation builds them); `model.model.rope_deltas` is set for the shorter sequence, so decoding
-continues at the unpruned prompt's next position. With nothing pruned, positions, inputs and
-generated tokens equal the stock model's.
+unpruned prompt (images and videos together), the pruned placeholders' columns are dropped, and the
+result is passed as explicit `position_ids` ([3, B, L] to `forward`; [4, B, L] with the text row to
+`generate`, as stock generation builds them); `model.model.rope_deltas` is set for the shorter
+sequence, so decoding continues at the unpruned prompt's next position. With nothing pruned,
+positions, inputs and generated tokens equal the stock model's.
+
+In-LLM methods (FastV, PDrop, SparseVLM) leave encoding and placeholders alone and prune inside the
+language model (`inside.py`, `decoder.py`, which handles M-RoPE positions); each image and each
+video is one item with its own budget.
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
-from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from ..pruning.base import TokenPruner, VisionFeatures
 from ..trace import Tracer
-from . import qwen_vision
-from .common import CLS_ATTENTION, DROP, has_select, patch_forward, patch_generate, prune
+from . import decoder, inside, qwen_vision
+from .common import DROP, Host, has_select, patch_forward, patch_generate, prune
 from .runs import retile
 
 HOST = "Qwen2-VL / Qwen2.5-VL"
-SIGNAL_NOTE = " (no [CLS]: 'cls_attention' is served as the mean attention each merged token receives)"
+# Per kind of visual input: (its encoder on model.model, its pixels argument, its grid argument).
+ENCODERS = {
+    "image": ("get_image_features", "pixel_values", "image_grid_thw"),
+    "video": ("get_video_features", "pixel_values_videos", "video_grid_thw"),
+}
 
 
 @dataclass
-class PrunedImageOutput(BaseModelOutputWithPooling):
-    """The stock output plus, per image, the kept merged-token indices [k] (ascending)."""
+class PrunedVisualOutput(BaseModelOutputWithPooling):
+    """The stock output plus, per image (video), the kept merged-token indices [k] (ascending)."""
 
     kept_indices: tuple[torch.Tensor, ...] | None = None
 
 
-def attach(model, pruner: VisionTokenPruner, patch: InstancePatch, tracer: Tracer | None = None) -> None:
-    check_signals(pruner, {CLS_ATTENTION}, HOST, SIGNAL_NOTE)
-    if not has_select(pruner):
+def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | None = None) -> None:
+    host = Host(model, pruner, patch, tracer, HOST, qwen_vision.SIGNALS, qwen_vision.NOTE, strategy=None)
+    if not host.inside and not has_select(pruner):  # M-RoPE refuses it, whatever signals it needs
         raise ValueError(f"method {pruner.name!r} merges tokens; {HOST} needs kept positions for M-RoPE")
-    inner = model.model
-    patch.set(inner, "get_image_features", _image_features(inner, pruner, tracer))
-    patch_forward(model, patch, _rewrite(model, text_row=False))
-    patch_generate(model, patch, _rewrite(model, text_row=True))
+    host.check_signals()
+    config = model.config
+    if host.inside:
+        inside.attach(host, inside.Placeholders({config.image_token_id: "image", config.video_token_id: "video"}))
+        for name, _, _ in ENCODERS.values():  # the stock forward hands its keywords to the encoders too
+            host.patch_encoder(name, _without_marks)
+        return
+    for source, (name, _, _) in ENCODERS.items():
+        host.patch_encoder(name, lambda stock, source=source: _pruned_features(host, source, stock))
+    patch_forward(model, patch, lambda given: _rewrite(host, given, text_row=False))
+    patch_generate(model, patch, lambda given: _rewrite(host, given, text_row=True))
 
 
-def _image_features(inner, pruner, tracer):
-    stock = inner.get_image_features
+def _without_marks(stock):
+    """The stock encoder without the in-LLM marks (`decoder.IMAGE_INDEX_KWARG`), which are meant for
+    the language model only."""
 
-    @functools.wraps(stock)
-    def get_image_features(pixel_values, image_grid_thw=None, **kwargs):
-        merged = qwen_vision.encode(inner.visual, pixel_values, image_grid_thw, CLS_ATTENTION in pruner.requires)
-        tokens, kept = [], []
+    def encode(*args, **kwargs):
+        kwargs.pop(decoder.IMAGE_INDEX_KWARG, None)
+        return stock(*args, **{**kwargs, "return_dict": True})
+
+    return encode
+
+
+def _pruned_features(host: Host, source: str, stock):
+    """`get_image_features` / `get_video_features` (called as the stock one, by position or by name):
+    the tower once, then each image (video) pruned on its own."""
+    inner, pruner = host.inner, host.pruner
+    signals = pruner.requires & qwen_vision.SIGNALS
+    signature = inspect.signature(stock)
+    _, pixels_name, grid_name = ENCODERS[source]
+
+    def encode(*args, **kwargs):
+        given = signature.bind_partial(*args, **kwargs).arguments
+        pixel_values, grid_thw = given.get(pixels_name), given.get(grid_name)
+        if pixel_values is None or grid_thw is None:
+            raise ValueError(f"pruning {HOST} encodes with {pixels_name} and {grid_name}; pass both")
+        merged = qwen_vision.encode(inner.visual, pixel_values, grid_thw, signals)
+        tokens = merged.tokens.split(merged.counts)
         features = merged.features.split(merged.counts)
         attention = (
-            merged.attention.split(merged.counts, dim=-1) if merged.attention is not None else [None] * len(features)
+            merged.attention.split(merged.counts, dim=-1) if merged.attention is not None else [None] * len(tokens)
         )
-        parts = zip(merged.tokens.split(merged.counts), features, attention, merged.grids)
-        for item, (image_tokens, image_features, image_attention, grid) in enumerate(parts):
-            vision = VisionFeatures(
-                image_features[None], grid, None if image_attention is None else image_attention[None]
-            )
-            pruned = prune(pruner, vision, pruner.kept_per_image(image_features.shape[0]), split=tracer is not None)
-            if tracer is not None:
-                tracer.add("image", item, "image", grid, *pruned.row(0))
-            indices = pruned.indices
-            tokens.append(image_tokens[indices[0]])
-            kept.append(indices[0])
-        output = PrunedImageOutput(
-            last_hidden_state=merged.features, pooler_output=tuple(tokens), kept_indices=tuple(kept)
+        kept_tokens, kept = [], []
+        for item, parts in enumerate(zip(tokens, features, attention, merged.grids, grid_thw.tolist())):
+            item_tokens, indices = _prune_item(host, source, item, *parts)
+            kept_tokens.append(item_tokens)
+            kept.append(indices)
+        return PrunedVisualOutput(
+            last_hidden_state=merged.features, pooler_output=tuple(kept_tokens), kept_indices=tuple(kept)
         )
-        return output if kwargs.get("return_dict", True) else output.to_tuple()
 
-    return get_image_features
+    return encode
 
 
-def _rewrite(model, text_row: bool):
-    inner = model.model
-    config = model.config
-    pad = config.text_config.pad_token_id
-    pad = 0 if pad is None else pad
+def _prune_item(host: Host, source: str, item: int, tokens, features, attention, grid, thw):
+    """(kept merged tokens [k, D], their indices [k]) of one image or video, recorded when tracing."""
+    vision = VisionFeatures(features[None], grid, None if attention is None else attention[None])
+    host.project(vision, lambda _features: tokens[None])  # the merger's output is the projected token
+    pruned = prune(host.pruner, vision, host.pruner.kept_per_image(tokens.shape[0]), split=host.split)
+    indices, important = pruned.row(0)
+    if host.tracer is not None:
+        if source == "image":
+            host.tracer.add("image", item, "image", grid, indices, important)
+        else:
+            frames, width = thw[0], grid[1]
+            host.tracer.add_video(item, (grid[0] // frames, width), frames, indices, important)
+    return host.tokens(pruned, lambda _features: tokens[None, indices])[0], indices
+
+
+def _rewrite(host: Host, given: dict, text_row: bool):
+    """Every image's and video's placeholders cut to the kept ones, with their stock M-RoPE positions."""
+    input_ids = given.get("input_ids")
+    config = host.config
     unit = config.vision_config.spatial_merge_size**2
-
-    def rewrite(given):
-        pixel_values, input_ids, grid_thw = (
-            given.get("pixel_values"),
-            given.get("input_ids"),
-            given.get("image_grid_thw"),
-        )
-        if pixel_values is None or input_ids is None or grid_thw is None:
-            return None
-        if given.get("pixel_values_videos") is not None:
-            raise ValueError(f"pruning {HOST} prunes images; videos (pixel_values_videos) are not supported yet")
-        is_image = input_ids == config.image_token_id
-        per_image = (grid_thw.prod(-1) // unit).tolist()
-        if int(is_image.sum()) != sum(per_image):
+    token_ids = {"image": config.image_token_id, "video": config.video_token_id}
+    present = {
+        source: (name, given[pixels], given.get(grid))
+        for source, (name, pixels, grid) in ENCODERS.items()
+        if given.get(pixels) is not None
+    }
+    if input_ids is None or not present or any(grid is None for _, _, grid in present.values()):
+        return None
+    for source, (_, _, grid) in present.items():
+        if int((input_ids == token_ids[source]).sum()) != int((grid.prod(-1) // unit).sum()):
             return None  # not the processor's full runs (already rewritten); the stock checks apply
-        mm_token_type_ids, mask = given.get("mm_token_type_ids"), given.get("attention_mask")
-        if mm_token_type_ids is None:
-            raise ValueError(
-                "pruning Qwen2-VL needs mm_token_type_ids (the processor returns them) to place M-RoPE positions"
-            )
-        positions, _ = inner.get_rope_index(
-            input_ids, mm_token_type_ids=mm_token_type_ids, image_grid_thw=grid_thw, attention_mask=mask
+    mm_token_type_ids, mask = given.get("mm_token_type_ids"), given.get("attention_mask")
+    if mm_token_type_ids is None:
+        raise ValueError(
+            f"pruning {HOST} needs mm_token_type_ids (the processor returns them) to place M-RoPE positions"
         )
-        images = inner.get_image_features(pixel_values, grid_thw)
-        kept = [torch.zeros(count, dtype=torch.bool, device=input_ids.device) for count in per_image]
-        for flags, indices in zip(kept, images.kept_indices):
-            flags[indices] = True
-        keep = torch.ones_like(input_ids, dtype=torch.long)
-        keep[is_image] = torch.cat(kept).long()
-        (ids, token_types, labels, positions), new_mask = retile(
-            keep, [(input_ids, pad), (mm_token_type_ids, 0), (given.get("labels"), -100), (positions, 0)], mask
-        )
-        lengths = (
-            new_mask.sum(-1) if new_mask is not None else torch.full((ids.shape[0],), ids.shape[1], device=ids.device)
-        )
-        inner.rope_deltas = (positions.amax(dim=(0, 2)) + 1 - lengths)[:, None]  # as get_rope_index reports them
-        if text_row:
-            text = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
-            if new_mask is not None:
-                text = (new_mask.long().cumsum(-1) - 1).masked_fill(new_mask == 0, 0)
-            positions = torch.cat([text[None], positions])
-        return {
-            "input_ids": ids,
-            "attention_mask": new_mask,
-            "labels": labels,
-            "mm_token_type_ids": token_types,
-            "position_ids": positions,
-            "pixel_values": DROP,
-            "mm_encoder_outputs": {"image": images},
-        }
+    grids = {grid: given.get(grid) for _, _, grid in ENCODERS.values()}
+    timing = {} if given.get("second_per_grid_ts") is None else {"second_per_grid_ts": given["second_per_grid_ts"]}
+    positions, _ = host.inner.get_rope_index(
+        input_ids, mm_token_type_ids=mm_token_type_ids, attention_mask=mask, **grids, **timing
+    )
+    keep = torch.ones_like(input_ids, dtype=torch.long)
+    encoded = {}
+    for source, (name, pixels, grid) in present.items():
+        encoded[source] = getattr(host.inner, name)(pixels, grid)
+        flags = [torch.zeros(count, dtype=torch.long, device=input_ids.device) for count in (grid.prod(-1) // unit)]
+        for item_flags, indices in zip(flags, encoded[source].kept_indices):
+            item_flags[indices.to(input_ids.device)] = 1
+        keep[input_ids == token_ids[source]] = torch.cat(flags)
+    return _retiled(host, given, keep, positions, text_row) | {
+        "pixel_values": DROP,
+        "pixel_values_videos": DROP,
+        "mm_encoder_outputs": encoded,
+    }
 
-    return rewrite
+
+def _retiled(host: Host, given: dict, keep: torch.Tensor, positions: torch.Tensor, text_row: bool) -> dict:
+    """The prompt arguments with the tokens `keep` [B, L] (0 or 1) says, and `rope_deltas` to match."""
+    mask = given.get("attention_mask")
+    tensors = [
+        (given["input_ids"], host.pad_id),
+        (given["mm_token_type_ids"], 0),
+        (given.get("labels"), -100),
+        (positions, 0),
+    ]
+    (ids, token_types, labels, positions), new_mask = retile(keep, tensors, mask)
+    lengths = new_mask.sum(-1) if new_mask is not None else torch.full((ids.shape[0],), ids.shape[1], device=ids.device)
+    host.inner.rope_deltas = (positions.amax(dim=(0, 2)) + 1 - lengths)[:, None]  # as get_rope_index reports them
+    if text_row:
+        text = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+        if new_mask is not None:
+            text = (new_mask.long().cumsum(-1) - 1).masked_fill(new_mask == 0, 0)
+        positions = torch.cat([text[None], positions])
+    return {
+        "input_ids": ids,
+        "attention_mask": new_mask,
+        "labels": labels,
+        "mm_token_type_ids": token_types,
+        "position_ids": positions,
+    }

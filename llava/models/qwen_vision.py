@@ -7,7 +7,9 @@ a windowed Qwen2.5-VL block), computed from the block's own `qkv` output and rot
 query chunks beside SDPA. The PatchMerger joins 2x2 patches into one token; the attention is joined
 the same way (summed over the four patches) and so are the features (the four pre-merger vectors
 concatenated, the merger's own grouping before its MLP), so the method prunes merged tokens, the
-ones the language model sees (VisPruner issue #1).
+ones the language model sees (VisPruner issue #1). Videos go through the same tower: a video's
+temporal patches are attention segments of their own, and its merged tokens are laid out as its
+frames' grids stacked as rows.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import torch
 from transformers.vision_utils import get_vision_window_index
 
 from ..attention import mean_received_attention
+
+SIGNALS = frozenset({"cls_attention"})
+NOTE = " (no [CLS]: 'cls_attention' is served as the mean attention each merged token receives)"
 
 
 @dataclass
@@ -32,8 +37,17 @@ class MergedTokens:
     grids: list[tuple[int, int]]  # (rows, cols) of merged tokens per image (frames stacked as rows)
 
 
-def encode(visual, pixel_values: torch.Tensor, grid_thw: torch.Tensor, with_attention: bool) -> MergedTokens:
-    """Run the stock tower once; forward hooks on its last block keep what the signal needs."""
+def encode(
+    visual, pixel_values: torch.Tensor, grid_thw: torch.Tensor, signals: frozenset[str] = frozenset()
+) -> MergedTokens:
+    """Run the stock tower once on images or videos (`grid_thw` [N, 3]); the `signals` (of `SIGNALS`)
+    asked for are kept by forward hooks on its last block, so nothing is computed twice."""
+    unknown = set(signals) - SIGNALS
+    if unknown:
+        raise ValueError(
+            f"a Qwen2-VL / Qwen2.5-VL tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}"
+        )
+    with_attention = "cls_attention" in signals
     attention = visual.blocks[-1].attn
     store: dict = {}
 

@@ -1,11 +1,12 @@
 """Rewrite a tokenised batch token by token: drop, keep or repeat each token, then re-pad the rows.
 
-`placeholders.shrink_image_runs` covers runs of one fixed length cut to a shorter fixed length. The
-families here need more: runs whose lengths differ per image (anyres layouts, Qwen's dynamic
-resolution), runs that grow (LLaVA-NeXT's paper layout can hold more tokens than the processor
-wrote for a wide image), and dropping chosen placeholders rather than the tail (Qwen keeps the
-positions of the tokens it keeps). All of them are one operation: give every token a count
-(0 = drop, 1 = keep, k = repeat k times) and rebuild the rows.
+The processor writes N placeholders per image (video); a pruned model fills only the kept count.
+Every family's rewrite is one operation: give every token a count (0 = drop, 1 = keep, k = repeat
+k times) and rebuild the rows (`retile`). `rewrite_placeholders` is the usual case: each item's run
+of placeholders cut (or grown: LLaVA-NeXT's paper layout can hold more tokens than the processor
+wrote for a wide image) to its kept count from the tail, so the text and its order stay intact and
+the visual tokens keep contiguous positions. Qwen2-VL drops chosen placeholders instead of the
+tail (its kept tokens keep their M-RoPE positions) and calls `retile` with its own counts.
 """
 
 from __future__ import annotations
@@ -55,6 +56,31 @@ def retile(
         if attention_mask is not None:
             mask = mask.to(attention_mask.dtype)
     return rebuilt, mask
+
+
+def rewrite_placeholders(
+    given: dict, token_id: int, written: Sequence[int], fed: Sequence[int], pad_token_id: int, hint: str = ""
+) -> dict | None:
+    """`input_ids`, `attention_mask` and `labels` of the call arguments `given` with each run of
+    `token_id` (lengths `written`, one per item in batch-major order) turned into a run of `fed`
+    tokens; None when there is nothing to rewrite (no input_ids, nothing pruned, or a prompt already
+    holding the fed counts). A prompt holding neither count raises ValueError (`hint` is appended)."""
+    input_ids = given.get("input_ids")
+    if input_ids is None or list(written) == list(fed):
+        return None
+    counts = run_counts(input_ids, token_id, written, fed)
+    if counts is None:
+        found = int((input_ids == token_id).sum())
+        if found == sum(fed):
+            return None
+        raise ValueError(
+            f"the prompt holds {found} placeholders of token {token_id}; the {len(written)} item(s) passed "
+            f"need {sum(written)} ({', '.join(map(str, written))}){hint}"
+        )
+    (ids, labels), mask = retile(
+        counts, [(input_ids, pad_token_id), (given.get("labels"), -100)], given.get("attention_mask")
+    )
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 def run_counts(

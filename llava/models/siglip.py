@@ -18,12 +18,24 @@ from ..pruning.base import VisionFeatures
 from .clip import feature_depth, patch_grid
 
 ALL_ROWS = slice(None)
+SIGNALS = frozenset({"cls_attention"})
+NOTE = " (SigLIP has no [CLS]: 'cls_attention' is served as the mean attention each token receives)"
 
 
 def encode(
-    vision_tower: nn.Module, pixel_values: torch.Tensor, vision_feature_layer: int, with_attention: bool
+    vision_tower: nn.Module,
+    pixel_values: torch.Tensor,
+    vision_feature_layer: int,
+    signals: frozenset[str] | set[str] = frozenset(),
 ) -> VisionFeatures:
-    """All tokens of `vision_feature_layer` and, if asked, the mean attention each receives there."""
+    """All tokens of `vision_feature_layer` and the `signals` (of `SIGNALS`) asked for: "cls_attention"
+    is the mean attention each token receives there."""
+    unknown = set(signals) - SIGNALS
+    if unknown:
+        raise ValueError(
+            f"a SigLIP tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}"
+        )
+    with_attention = "cls_attention" in signals
     depth = feature_depth(vision_tower, vision_feature_layer)
     hidden = vision_tower.embeddings(pixel_values)
     layers = vision_tower.encoder.layers

@@ -1,56 +1,74 @@
 """Pruning for `VideoLlavaForConditionalGeneration` (Video-LLaVA), patched per instance.
 
 Video-LLaVA has two CLIP towers. Images (`image_tower`) go the LLaVA-1.5 way: N patch tokens, [CLS]
-dropped, pruned to `visual_token_num`. Videos (`video_tower`, 8 frames) feed every frame's [CLS]
-token followed by its N patch tokens (8 x (256 + 1) for the 7B model). Each frame keeps its [CLS]
-token and `visual_token_num` patch tokens chosen with its own [CLS] attention; with
-`video_token_num=K` the video keeps K patch tokens in total, chosen across its frames (see
-`frames.py`), plus the 8 [CLS] tokens.
+dropped, pruned to `visual_token_num`. Videos (`video_tower`, 8 frames): stock transformers, like
+the original Video-LLaVA code, feeds every frame's [CLS] token followed by its N patch tokens
+(8 x (256 + 1) = 2056 for the 7B model). The paper counts 8 x 256 = 2048, as FasterVLM's
+Video-LLaVA code does, which drops each frame's [CLS]: `frame_cls=False` does the same (the
+processor's placeholders are rewritten to match), `frame_cls=True` (default) keeps each frame's
+[CLS] in front of its kept patch tokens, outside the budget.
+
+Budgets: `visual_token_num` per frame, or `video_token_num=K` per video, chosen across the frames
+(`video_split="joint"`) or spread evenly (`"even"`: the paper's 455 = 7 x 57 + 56); see `frames.py`.
+In-LLM methods keep `visual_token_num` per image and per video (the paper's FastV rows: 455 of a
+video's 2048 tokens), with `frame_cls=False` dropping the [CLS] tokens before the language model.
 """
 
 from __future__ import annotations
 
-import functools
-
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from ..patching import InstancePatch
-from ..pruning.base import VisionFeatures, VisionTokenPruner, check_signals
+from ..pruning.base import TokenPruner
 from ..trace import Tracer
-from . import clip
-from .common import CLS_ATTENTION, chain, patch_forward, patch_generate, prune
+from . import clip, inside
+from .common import Host, prune
 from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
-from .placeholders import shrink_image_runs
+from .runs import rewrite_placeholders
 
 HOST = "Video-LLaVA"
 
 
 def attach(
     model,
-    pruner: VisionTokenPruner,
+    pruner: TokenPruner,
     patch: InstancePatch,
     tracer: Tracer | None = None,
     *,
     video_token_num: int | None = None,
+    video_split: str = "joint",
+    frame_cls: bool = True,
 ) -> None:
-    check_signals(pruner, {CLS_ATTENTION}, HOST)
-    video_token_num = check_video_budget(video_token_num, pruner, HOST)
-    inner = model.model
-    patch.set(inner, "get_image_features", _image_features(inner, pruner, tracer))
-    patch.set(inner, "get_video_features", _video_features(inner, pruner, video_token_num, tracer))
-    rewrite = chain(_image_rewrite(model, pruner), _video_rewrite(model, pruner, video_token_num))
-    patch_forward(model, patch, rewrite)
-    patch_generate(model, patch, rewrite)
+    if not isinstance(frame_cls, bool):
+        raise ValueError(f"frame_cls must be True or False, got {frame_cls!r}")
+    host = Host(model, pruner, patch, tracer, HOST, clip.SIGNALS)
+    host.check_signals()
+    config = model.config
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    video_token_num = check_video_budget(host, video_token_num, video_split)
+    if host.inside:
+        if not frame_cls:
+            host.patch_encoder("get_video_features", lambda stock: _stock_video_features(host, stock))
+            host.rewrite_prompts(video_rewrite(host, lambda videos: _counts(host, videos, None, frame_cls=False)))
+        placeholders = {config.image_token_id: "image", config.video_token_id: "video"}
+        grids = {config.image_token_id: (side, side)}
+        inside.attach(host, inside.Placeholders(placeholders, {config.image_token_id: side * side}, grids))
+        return
+    depth = clip.feature_depth_of(config.vision_config.num_hidden_layers, config.vision_feature_layer)
+    host.check_merge_schedule(side * side, depth)
+    host.patch_encoder("get_image_features", lambda stock: _image_features(host))
+    host.patch_encoder(
+        "get_video_features", lambda stock: _video_features(host, video_token_num, video_split, frame_cls)
+    )
+    host.rewrite_prompts(
+        lambda given: _image_rewrite(host, given),
+        video_rewrite(host, lambda videos: _counts(host, videos, video_token_num, frame_cls, video_split)),
+    )
 
 
-def _layer(inner, vision_feature_layer):
-    return inner.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+def _image_features(host: Host):
+    inner, pruner = host.inner, host.pruner
 
-
-def _image_features(inner, pruner, tracer):
-    stock = inner.get_image_features
-
-    @functools.wraps(stock)
     def get_image_features(
         pixel_values=None,
         pixel_values_images=None,
@@ -59,77 +77,64 @@ def _image_features(inner, pruner, tracer):
         **kwargs,
     ):
         pixel_values = pixel_values if pixel_values is not None else pixel_values_images
-        strategy = vision_feature_select_strategy or inner.config.vision_feature_select_strategy
-        if strategy != "default":
-            raise ValueError(
-                f"pruning {HOST} images supports vision_feature_select_strategy='default', got {strategy!r}"
-            )
-        vision = clip.encode(
-            inner.image_tower, pixel_values, _layer(inner, vision_feature_layer), CLS_ATTENTION in pruner.requires
-        )
-        pruned = prune(pruner, vision, pruner.kept_per_image(vision.features.shape[1]), split=tracer is not None)
-        if tracer is not None:
+        host.check_strategy(vision_feature_select_strategy, " images")
+        layer = host.layer(vision_feature_layer)
+        vision = clip.encode(inner.image_tower, pixel_values, layer, host.asked, host.merger)
+        host.project(vision, inner.multi_modal_projector)
+        pruned = prune(pruner, vision, pruner.kept_per_image(vision.grid[0] * vision.grid[1]), host.split)
+        if host.tracer is not None:
             labels = [("image", item, 0) for item in range(vision.features.shape[0])]
-            tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
-        tokens = inner.multi_modal_projector(pruned.features)
-        output = BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
-        return output if kwargs.get("return_dict", True) else output.to_tuple()
+            host.tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        tokens = host.tokens(pruned, inner.multi_modal_projector)
+        return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
 
     return get_image_features
 
 
-def _video_features(inner, pruner, video_token_num, tracer):
-    stock = inner.get_video_features
+def _video_features(host: Host, video_token_num, video_split, frame_cls):
+    inner = host.inner
 
-    @functools.wraps(stock)
     def get_video_features(pixel_values_videos, vision_feature_layer=None, **kwargs):
-        videos, num_frames = pixel_values_videos.shape[:2]
+        num_frames = pixel_values_videos.shape[1]
         frames = pixel_values_videos.flatten(0, 1)
-        tower = inner.video_tower
-        hidden, attention = clip.encode_with_cls(
-            tower, frames, _layer(inner, vision_feature_layer), CLS_ATTENTION in pruner.requires
-        )
-        vision = VisionFeatures(hidden[:, 1:], clip.patch_grid(frames, tower), attention)
+        signals = host.asked | ({"cls_token"} if frame_cls else set())
+        vision = clip.encode(inner.video_tower, frames, host.layer(vision_feature_layer), signals, host.merger)
         project = inner.multi_modal_projector
-        tokens = video_tokens(
-            pruner, vision, num_frames, video_token_num, project=project, lead=project(hidden[:, :1]), tracer=tracer
-        )
-        output = BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=tokens)
-        return output if kwargs.get("return_dict", True) else output.to_tuple()
+        host.project(vision, project)
+        lead = project(vision.cls_token[:, None]) if frame_cls else None
+        tokens = video_tokens(host, vision, num_frames, video_token_num, video_split, project=project, lead=lead)
+        return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=tokens)
 
     return get_video_features
 
 
-def _pad(model) -> int:
-    pad = model.config.text_config.pad_token_id
-    return 0 if pad is None else pad
+def _stock_video_features(host: Host, stock):
+    """The stock video tokens without each frame's [CLS] (for in-LLM methods with frame_cls=False)."""
+
+    def get_video_features(pixel_values_videos, *args, **kwargs):
+        output = stock(pixel_values_videos, *args, **{**kwargs, "return_dict": True})
+        output.pooler_output = output.pooler_output[:, 1:]  # [frames, 1 + N, D], [CLS] first
+        return output
+
+    return get_video_features
 
 
-def _image_rewrite(model, pruner):
-    def rewrite(given):
-        pixel_values = given.get("pixel_values")
-        pixel_values = pixel_values if pixel_values is not None else given.get("pixel_values_images")
-        if pixel_values is None or given.get("input_ids") is None:
-            return None
-        num_tokens = clip.tokens_per_image(pixel_values, model.model.image_tower)
-        shrunk = shrink_image_runs(
-            given["input_ids"],
-            model.config.image_token_id,
-            pixel_values.shape[0],
-            num_tokens,
-            pruner.kept_per_image(num_tokens),
-            given.get("attention_mask"),
-            given.get("labels"),
-            _pad(model),
-        )
-        return None if shrunk is None else vars(shrunk)
-
-    return rewrite
+def _counts(host: Host, videos, video_token_num, frame_cls: bool, video_split: str = "joint") -> tuple[int, int]:
+    """(placeholders the processor writes per video: each frame's [CLS] and patches, tokens fed per video)."""
+    num_frames, num_tokens = videos.shape[1], clip.tokens_per_image(videos, host.inner.video_tower)
+    lead = 1 if frame_cls else 0
+    written = num_frames * (num_tokens + 1)
+    if host.inside:  # every patch token reaches the language model, which prunes
+        return written, num_frames * (num_tokens + lead)
+    return written, tokens_per_video(host.pruner, num_tokens, num_frames, video_token_num, lead, video_split)
 
 
-def _video_rewrite(model, pruner, video_token_num):
-    def counts(videos):  # each frame leads with its [CLS] token, kept
-        num_frames, num_tokens = videos.shape[1], clip.tokens_per_image(videos, model.model.video_tower)
-        return num_frames * (num_tokens + 1), tokens_per_video(pruner, num_tokens, num_frames, video_token_num, lead=1)
-
-    return video_rewrite(model, counts)
+def _image_rewrite(host: Host, given: dict):
+    pixel_values = given.get("pixel_values")
+    pixel_values = pixel_values if pixel_values is not None else given.get("pixel_values_images")
+    if pixel_values is None:
+        return None
+    num_tokens = clip.tokens_per_image(pixel_values, host.inner.image_tower)
+    kept = host.pruner.kept_per_image(num_tokens)
+    images = pixel_values.shape[0]
+    return rewrite_placeholders(given, host.config.image_token_id, [num_tokens] * images, [kept] * images, host.pad_id)

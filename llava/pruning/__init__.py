@@ -60,9 +60,10 @@ def check_options(method: str, options, also_accepted: str = "") -> None:
         )
 
 
-def create_pruner(method: str, visual_token_num: int, **options) -> TokenPruner:
-    """Build the pruner registered as `method`; unknown methods or options raise ValueError."""
-    check_options(method, options)
+def create_pruner(method: str, visual_token_num: int, *, also_accepted: str = "", **options) -> TokenPruner:
+    """Build the pruner registered as `method`; unknown methods or options raise ValueError (naming, after
+    the method's own options, `also_accepted`: what else the caller takes, e.g. a model family's options)."""
+    check_options(method, options, also_accepted)
     return METHODS[method](visual_token_num, **options)
 
 

@@ -114,6 +114,23 @@ class VisionFeatures:
     next_projections: LayerProjections | None = None
     projected: torch.Tensor | None = None
 
+    def take(self, rows: slice) -> VisionFeatures:
+        """The same signals for `rows` of the batch (e.g. one image's crops)."""
+
+        def part(value):
+            if isinstance(value, LayerProjections):
+                return LayerProjections(value.cls_query[rows], value.keys[rows], value.num_heads)
+            return None if value is None else value[rows]
+
+        return VisionFeatures(
+            self.features[rows],
+            self.grid,
+            *(
+                part(getattr(self, name))
+                for name in ("cls_attention", "cls_token", "projections", "next_projections", "projected")
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class PruningConfig:

@@ -21,7 +21,9 @@ class AttentionRows(Protocol):
 
 @dataclass
 class Sequence:
-    """hidden [B, L, C]; positions [B, L] rotary positions; mask [B, L] bool (False = padding);
+    """hidden [B, L, C]; positions [B, L] rotary positions, or [B, L, S] for M-RoPE (Qwen2-VL's
+    temporal, height and width sections, last so that every [B, L, ...] field is gathered alike);
+    mask [B, L] bool (False = padding);
     image [B, L] long: index of the image a visual token belongs to within its row, -1 for text and
     padding; origin [B, L] long: the token's index in the prefill input, -1 for tokens made by merging."""
 
@@ -113,9 +115,45 @@ def keep_tokens(
 
 
 def compact_positions(sequence: Sequence) -> Sequence:
-    """The same tokens with rotary positions renumbered 0, 1, 2, ... (from the row's first position)
-    over the non-padding tokens, as if the dropped tokens had never been there."""
-    first = sequence.mask.to(torch.int8).argmax(dim=1, keepdim=True)
-    start = sequence.positions.gather(1, first)
-    positions = (start + sequence.mask.long().cumsum(dim=1) - 1).clamp(min=0)
-    return replace(sequence, positions=positions.masked_fill(~sequence.mask, 0))
+    """The same tokens with their rotary positions renumbered as if the dropped tokens had never been there.
+
+    1-D positions: 0, 1, 2, ... (from the row's first position) over the non-padding tokens.
+
+    M-RoPE positions [B, L, S] (an image's tokens share a temporal position and span a height x width
+    square, so "the next number" is not defined): walking a row's kept tokens in order, each token's
+    shift (subtracted from all its sections alike, so the 3-D layout inside an image or video stays)
+    grows by max(0, min over sections of its old positions - max over sections and over the kept
+    tokens before it of their old positions - 1): the gap dropped tokens left closes, nothing moves
+    closer than it was. A token made by merging (origin -1) is placed at 1 + the highest new position
+    so far, in every section, and moves the tokens after it one further (their shift shrinks by 1), as
+    a kept token would. For 1-D positions that increase along the row this is exactly the renumbering
+    above (tests check it); the row's first token keeps its position."""
+    if sequence.positions.dim() == 2:
+        first = sequence.mask.to(torch.int8).argmax(dim=1, keepdim=True)
+        start = sequence.positions.gather(1, first)
+        positions = (start + sequence.mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        return replace(sequence, positions=positions.masked_fill(~sequence.mask, 0))
+    return replace(sequence, positions=_close_gaps(sequence.positions, sequence.mask, sequence.origin))
+
+
+def _close_gaps(positions: torch.Tensor, mask: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """`compact_positions`' M-RoPE rule, vectorised over the row: cumulative maxima replace the walk."""
+    kept = mask & (origin >= 0)
+    merged = (mask & (origin < 0)).long()
+    low, high = positions.amin(dim=-1), positions.amax(dim=-1)  # [B, L]
+    floor = low.gather(1, kept.to(torch.int8).argmax(dim=1, keepdim=True)) - 1  # the first kept token stays
+
+    def before(values: torch.Tensor) -> torch.Tensor:
+        """Running maximum over the kept tokens strictly before each token (`floor` before the first)."""
+        running = torch.where(kept, values, floor).cummax(dim=1).values
+        return torch.cat([floor, running[:, :-1]], dim=1)
+
+    gap = torch.where(kept, (low - before(high) - 1).clamp(min=0), 0)
+    shift = (gap - merged).cumsum(dim=1)
+    renumbered = positions - shift[..., None]
+    merged_before = merged.cumsum(dim=1) - merged
+    # The highest new position before a merged token: the kept tokens' highest (each counted with the
+    # merged tokens before it taken off), plus the merged tokens placed so far.
+    top = merged_before + before(renumbered.amax(dim=-1) - merged_before)
+    placed = torch.where(merged.bool()[..., None], (top + 1)[..., None].expand_as(positions), renumbered)
+    return placed.masked_fill(~mask[..., None], 0)

@@ -17,8 +17,9 @@ k-NN clustering (int(n / 10) + 1 clusters) into merged tokens inserted right aft
 visual token, which count as visual tokens for the next stage. Kept tokens are renumbered (rotary
 positions without gaps), and decoding continues from the shortened length.
 Budget: as in SparseVLM's code, T is a nominal budget that names a published per-layer schedule
-(T = 64: 66, 30, 17; 128: 303, 110, 36; 192: 300, 200, 110 visual tokens kept after layers 2, 6, 15,
-plus the recycled ones), chosen so the average visual token count over the 32 layers is about T.
+(T = 64: 66, 30, 17; 96: 238, 48, 26; 128: 303, 110, 36; 192: 300, 200, 110 visual tokens kept after
+layers 2, 6, 15, plus the recycled ones; 96 from the v1 setting of its current main branch), chosen so
+the average visual token count over the 32 layers is about T.
 Other budgets need an explicit `schedule`.
 Deviations: scores are computed in float32; clustering breaks density ties by token order instead
 of by random jitter; rows without a rater above the mean use all their text tokens.
@@ -33,7 +34,7 @@ import torch
 from .base import LanguageModelPruner, check_count, check_layers
 from .sequence import AttentionRows, Sequence, compact_positions, keep_tokens, last_real_index, top_visual
 
-SCHEDULES = {64: (66, 30, 17), 128: (303, 110, 36), 192: (300, 200, 110)}
+SCHEDULES = {64: (66, 30, 17), 96: (238, 48, 26), 128: (303, 110, 36), 192: (300, 200, 110)}
 RECYCLED_SHARE = 0.3
 TOKENS_PER_CLUSTER = 10
 
@@ -171,9 +172,10 @@ class SparseVLM(LanguageModelPruner):
         sizes = torch.tensor([c.shape[0] for c in clusters], device=hidden.device)
         mask = torch.arange(hidden.shape[1], device=hidden.device)[None] < sizes[:, None]
         image = sequence.image.amax(dim=1, keepdim=True).expand(-1, hidden.shape[1]).masked_fill(~mask, -1)
+        positions = sequence.positions.new_zeros((*mask.shape, *sequence.positions.shape[2:]))  # 1-D or M-RoPE
         merged = Sequence(
             hidden=hidden,
-            positions=torch.zeros_like(mask, dtype=torch.long),
+            positions=positions,  # placed by compact_positions
             mask=mask,
             image=image,
             origin=torch.full_like(mask, -1, dtype=torch.long),

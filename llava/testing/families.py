@@ -60,12 +60,12 @@ def _clip(image_size: int, patch_size: int, hidden: int = 32, layers: int = 3) -
     )
 
 
-def _llama(tokenizer, hidden: int = 64) -> LlamaConfig:
+def _llama(tokenizer, layers: int, hidden: int = 64) -> LlamaConfig:
     return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
@@ -81,13 +81,13 @@ def _finish(model, tokenizer, seed: int):
     return model
 
 
-def build_tiny_llava_next(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+def build_tiny_llava_next(image_size: int = 32, patch_size: int = 8, seed: int = 0, text_layers: int = 2):
     """LLaVA-NeXT (anyres: base + up to 2x2 tiles of `image_size`) and its real processor."""
     tokenizer = build_family_tokenizer()
     pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
     config = LlavaNextConfig(
         vision_config=_clip(image_size, patch_size),
-        text_config=_llama(tokenizer),
+        text_config=_llama(tokenizer, text_layers),
         image_token_id=_ids(tokenizer, "<image>"),
         image_grid_pinpoints=pinpoints,
         vision_feature_layer=-2,
@@ -112,12 +112,12 @@ def build_tiny_llava_next(image_size: int = 32, patch_size: int = 8, seed: int =
     return model, processor
 
 
-def build_tiny_video_llava(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+def build_tiny_video_llava(image_size: int = 32, patch_size: int = 8, seed: int = 0, text_layers: int = 2):
     """Video-LLaVA (separate image and video CLIP towers) and a CLIP image processor for its frames."""
     tokenizer = build_family_tokenizer()
     config = VideoLlavaConfig(
         vision_config=_clip(image_size, patch_size),
-        text_config=_llama(tokenizer),
+        text_config=_llama(tokenizer, text_layers),
         image_token_id=_ids(tokenizer, "<image>"),
         video_token_id=_ids(tokenizer, "<video>"),
         vision_feature_layer=-2,
@@ -129,13 +129,13 @@ def build_tiny_video_llava(image_size: int = 32, patch_size: int = 8, seed: int 
     return model, image_processor, tokenizer
 
 
-def build_tiny_llava_next_video(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+def build_tiny_llava_next_video(image_size: int = 32, patch_size: int = 8, seed: int = 0, text_layers: int = 2):
     """LLaVA-NeXT-Video (anyres images, 2x2 average-pooled video frames) and a CLIP frame processor."""
     tokenizer = build_family_tokenizer()
     pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
     config = LlavaNextVideoConfig(
         vision_config=_clip(image_size, patch_size),
-        text_config=_llama(tokenizer),
+        text_config=_llama(tokenizer, text_layers),
         image_token_id=_ids(tokenizer, "<image>"),
         video_token_id=_ids(tokenizer, "<video>"),
         image_grid_pinpoints=pinpoints,
@@ -150,7 +150,7 @@ def build_tiny_llava_next_video(image_size: int = 32, patch_size: int = 8, seed:
     return model, image_processor, tokenizer
 
 
-def build_tiny_llava_onevision(image_size: int = 32, patch_size: int = 8, seed: int = 0):
+def build_tiny_llava_onevision(image_size: int = 32, patch_size: int = 8, seed: int = 0, text_layers: int = 2):
     """LLaVA-OneVision (SigLIP tower without [CLS], anyres_max_9, Qwen2 LM) and its image processor."""
     tokenizer = build_family_tokenizer()
     pinpoints = [[image_size * r, image_size * c] for r in range(1, 4) for c in range(1, 4)]
@@ -168,7 +168,7 @@ def build_tiny_llava_onevision(image_size: int = 32, patch_size: int = 8, seed: 
             vocab_size=len(tokenizer),
             hidden_size=64,
             intermediate_size=128,
-            num_hidden_layers=2,
+            num_hidden_layers=text_layers,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=4096,
@@ -195,14 +195,14 @@ def build_tiny_llava_onevision(image_size: int = 32, patch_size: int = 8, seed: 
     return model, image_processor, tokenizer
 
 
-def build_tiny_qwen2_vl(version: str = "2", seed: int = 0):
+def build_tiny_qwen2_vl(version: str = "2", seed: int = 0, text_layers: int = 2):
     """Qwen2-VL (`version="2"`) or Qwen2.5-VL (`"2.5"`, windowed attention) and its image processor."""
     tokenizer = build_family_tokenizer()
     text = dict(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
+        num_hidden_layers=text_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,
