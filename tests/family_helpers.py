@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,13 @@ def onevision_processor(image_processor, tokenizer, aspect_ratio="anyres_max_9",
             vision_feature_select_strategy="full",
             vision_aspect_ratio=aspect_ratio,
         )
+
+
+@contextmanager
+def pruned(model, method: str, budget: int, **options):
+    """`model` pruned with `method` inside the block, unpruned again after it (also when it fails)."""
+    llava.apply_pruning(model, method, budget, **options)
+    try:
+        yield model
+    finally:
+        llava.remove_pruning(model)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import llava
-from family_helpers import random_image, real_rows, stock_and_pruned
+from family_helpers import pruned, random_image, real_rows, stock_and_pruned
 from llava.models.frames import frame_budgets
 from llava.models.inside import Placeholders, item_index
 from llava.models.llava_next import pin_paper_resolution
@@ -51,13 +51,10 @@ def test_frame_cls_false_feeds_the_papers_count_and_an_even_total(video_llava):
     fed = video_tokens_fed(model, inputs, 0, method="vispruner", visual_token_num=4, video_token_num=total,
                            video_split="even", frame_cls=False)  # fmt: skip
     assert fed == text + total
-    llava.apply_pruning(model, "vispruner", 4, video_token_num=total, video_split="even", frame_cls=False, trace=True)
-    try:
+    with pruned(model, "vispruner", 4, video_token_num=total, video_split="even", frame_cls=False, trace=True):
         with torch.no_grad():
             model(**inputs)
         frames = model.pruning_trace[-1].matching(source="video", item=0)
-    finally:
-        llava.remove_pruning(model)
     assert [len(frame.kept) for frame in sorted(frames, key=lambda f: f.index)] == frame_budgets(total, FRAMES, PATCHES)
     kept_with_cls = video_tokens_fed(model, inputs, 0, method="vispruner", visual_token_num=4, frame_cls=True)
     assert kept_with_cls == text + FRAMES * (4 + 1)
@@ -67,13 +64,10 @@ def test_fastv_on_video_llava_ranks_each_video_as_one_item(video_llava):
     model, image_processor, tokenizer = video_llava
     inputs = video_batch(image_processor, tokenizer, PATCHES + 1, FRAMES, with_image=True)
     for frame_cls, per_frame in ((True, PATCHES + 1), (False, PATCHES)):
-        llava.apply_pruning(model, "fastv", 10, layer=1, frame_cls=frame_cls, trace=True)
-        try:
+        with pruned(model, "fastv", 10, layer=1, frame_cls=frame_cls, trace=True):
             with torch.no_grad():
                 logits = model(**inputs).logits
             parts = model.pruning_trace[-1].parts
-        finally:
-            llava.remove_pruning(model)
         videos = [p for p in parts if p.source == "video"]
         assert [p.grid for p in videos] == [(1, FRAMES * per_frame)] * 2 and all(len(p.kept) <= 20 for p in videos)
         assert [p.grid for p in parts if p.source == "image"] == [(4, 4)]  # the second prompt's image
@@ -85,12 +79,9 @@ def test_in_llm_methods_with_room_for_every_token_equal_the_unpruned_model(video
     inputs = video_batch(image_processor, tokenizer, PATCHES + 1, FRAMES, with_image=True)
     with torch.no_grad():
         stock = model(**inputs).logits
-    llava.apply_pruning(model, "fastv", 10_000, layer=1)
-    try:
+    with pruned(model, "fastv", 10_000, layer=1):
         with torch.no_grad():
             same = model(**inputs).logits
-    finally:
-        llava.remove_pruning(model)
     assert torch.allclose(same, stock, atol=1e-5)
 
 
@@ -100,13 +91,10 @@ def test_fastv_on_llava_next_paper_layout_sees_the_five_crops_without_newlines()
     prompt = dict(text=["USER: <image>\nWhat? ASSISTANT:"], images=[random_image(50, 30, 1)], return_tensors="pt")
     inputs = dict(processor(**prompt))
     per_crop = PATCHES
-    llava.apply_pruning(model, "fastv", 7, layer=1, layout="paper", trace=True)
-    try:
+    with pruned(model, "fastv", 7, layer=1, layout="paper", trace=True):
         with torch.no_grad():
             model(**inputs)
         (image,) = model.pruning_trace[-1].parts
-    finally:
-        llava.remove_pruning(model)
     assert image.grid == (1, 5 * per_crop) and len(image.kept) == 7 and image.layer == 1
     inputs = dict(stock_processor(**prompt))
     llava.apply_pruning(model, "fastv", 7, layer=1, trace=True)  # native: the stock anyres layout with newlines

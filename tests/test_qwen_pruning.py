@@ -15,6 +15,7 @@ from family_helpers import (
     assert_unpruned_is_stock,
     generate,
     language_model_inputs,
+    pruned,
     random_image,
     subsequence_positions,
 )
@@ -110,15 +111,12 @@ def test_vision_side_methods_keep_t_tokens_per_image_and_video_at_their_stock_po
     model = qwen[0]
     inputs = prompts(qwen)
     stock = language_model_inputs(model, **inputs)
-    llava.apply_pruning(model, method, T, trace=True)
-    try:
-        pruned = language_model_inputs(model, **inputs)
+    with pruned(model, method, T, trace=True):
+        pruned_inputs = language_model_inputs(model, **inputs)
         out = generate(model, inputs, steps=2)
         if method != "random":  # random draws from one stream: a batch and single prompts see different draws
             assert_batch_equals_single_prompts(model, qwen)
         calls = model.pruning_trace[:2]
-    finally:
-        llava.remove_pruning(model)
     length = inputs["input_ids"].shape[1]
     assert out.shape == (2, length + 2) and torch.equal(out[:, :length], inputs["input_ids"])
     frame_grid = (VIDEO_GRID[1] // 2, VIDEO_GRID[2] // 2)
@@ -129,12 +127,12 @@ def test_vision_side_methods_keep_t_tokens_per_image_and_video_at_their_stock_po
         assert sum(len(f.kept) for f in frames) == T
     mask = inputs["attention_mask"].bool()
     for row in range(2):
-        pruned_row = pruned["inputs_embeds"][row][pruned["attention_mask"][row].bool()]
+        pruned_row = pruned_inputs["inputs_embeds"][row][pruned_inputs["attention_mask"][row].bool()]
         columns = subsequence_positions(pruned_row, stock["inputs_embeds"][row][mask[row]])
         visual = int((inputs["mm_token_type_ids"][row] > 0).sum())
         assert len(columns) == int(mask[row].sum()) - visual + T * len(ROWS[row])
         stock_positions = stock["position_ids"][:, row][:, mask[row]][:, columns]
-        assert torch.equal(pruned["position_ids"][:, row][:, -len(columns) :], stock_positions)
+        assert torch.equal(pruned_inputs["position_ids"][:, row][:, -len(columns) :], stock_positions)
 
 
 def test_unpruned_images_and_videos_are_stock(qwen):
@@ -144,14 +142,11 @@ def test_unpruned_images_and_videos_are_stock(qwen):
 def test_encoders_called_directly_prune_each_item_by_name_or_by_position(qwen):
     model = qwen[0]
     inputs = prompts(qwen)
-    llava.apply_pruning(model, "vispruner", T)
-    try:
+    with pruned(model, "vispruner", T):
         video = model.model.get_video_features(
             pixel_values_videos=inputs["pixel_values_videos"], video_grid_thw=inputs["video_grid_thw"]
         )
         images = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], return_dict=False)
-    finally:
-        llava.remove_pruning(model)
     assert [len(tokens) for tokens in video.pooler_output] == [T] and [len(t) for t in images[1]] == [T, T]
 
 
@@ -176,15 +171,12 @@ def test_merging_methods_and_missing_signals_are_refused(qwen):
 def test_in_llm_methods_prune_images_and_videos_and_decode_like_single_prompts(qwen, method):
     model = qwen[0]
     inputs = prompts(qwen)
-    llava.apply_pruning(model, method, T, trace=True, **IN_LLM[method])
-    try:
+    with pruned(model, method, T, trace=True, **IN_LLM[method]):
         with torch.no_grad():
             logits = model(**inputs).logits
         out = generate(model, inputs, steps=2)
         assert_batch_equals_single_prompts(model, qwen)
         calls = model.pruning_trace[:2]
-    finally:
-        llava.remove_pruning(model)
     length = inputs["input_ids"].shape[1]
     assert out.shape == (2, length + 2) and torch.equal(out[:, :length], inputs["input_ids"])
     per_item = IN_LLM[method].get("schedule", (T,))[0]
