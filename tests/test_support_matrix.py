@@ -113,12 +113,30 @@ def test_every_cell_is_what_apply_pruning_does_on_that_family(matrix, name):
         assert torch.isfinite(logits).all(), (method, name)
         assert tokens.shape == (2, inputs["input_ids"].shape[1] + 2)
         assert len(trace) == 2 and all(call.parts for call in trace), (method, name)  # the forward, the prefill
-        for part in (part for call in trace for part in call.parts):
-            rows, cols = part.grid
-            # merging methods (pool, tome) list no kept indices; every selecting method does
-            if part.kept is not None:
-                # in-LLM methods let a prompt's items compete for their slots: one may keep none
-                assert (part.layer is None) <= len(part.kept) <= rows * cols, (method, name, part)
+        for call in trace:
+            for part in call.parts:
+                rows, cols = part.grid
+                # merging methods (pool, tome) list no kept indices; every selecting method does
+                if part.kept is not None:
+                    # in-LLM methods let a prompt's items compete for their slots: one may keep none
+                    assert (part.layer is None) <= len(part.kept) <= rows * cols, (method, name, part)
+            assert_kept_as_documented(call, name, (method, name))
+
+
+def assert_kept_as_documented(call, name, label):
+    """Vision-side selections keep exactly the documented count: BUDGET per image, crop (paper layout) and
+    frame, shared by an anyres image's base crop and tile map (native layout) and, on Qwen2-VL, by a
+    video's frames; or everything when the part holds fewer tokens."""
+    items = {}
+    for part in call.parts:
+        if part.layer is None and part.kept is not None:
+            items.setdefault((part.source, part.item), []).append(part)
+    for parts in items.values():
+        shared = any(p.part == "tiles" for p in parts) or (name.startswith("Qwen") and parts[0].source == "video")
+        groups = [parts] if shared else [[p] for p in parts]
+        for group in groups:
+            expected = min(BUDGET, sum(p.num_tokens for p in group))
+            assert sum(len(p.kept) for p in group) == expected, (*label, group)
 
 
 def support_section(path):
