@@ -25,10 +25,10 @@ MS_PER_S = 1e3
 Timed = Callable[[Callable[[], object]], dict]  # a callable -> its timing (efficiency.timing.Timing.as_dict())
 
 
-class Oracle(VisionTokenPruner):
+class FirstTokens(VisionTokenPruner):
     """The first T patch tokens, chosen without computation: the floor for any before-LLM pruner."""
 
-    name = "oracle"
+    name = "first_tokens"
 
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         batch, num_tokens, _ = vision.features.shape
@@ -36,11 +36,35 @@ class Oracle(VisionTokenPruner):
         return torch.arange(kept, device=vision.features.device).expand(batch, kept)
 
 
-def make_pruner(method: str, tokens: int, config):
+class SameTokens(VisionTokenPruner):
+    """The oracle: the very tokens VisPruner keeps for these images (`kept`, recorded beforehand), fed
+    with no [CLS] row and no selection work. A batch of more images repeats them."""
+
+    name = "oracle"
+
+    def __init__(self, visual_token_num: int, kept: torch.Tensor):
+        super().__init__(visual_token_num)
+        self.kept = kept
+
+    def select(self, vision: VisionFeatures) -> torch.Tensor:
+        repeats = -(-vision.features.shape[0] // self.kept.shape[0])
+        return self.kept.repeat(repeats, 1)[: vision.features.shape[0]]
+
+
+def vispruner_kept(model, tokens: int, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The tokens VisPruner keeps for `pixel_values` on `model` (what the oracle feeds)."""
+    inner = model.model
+    vision = clip.encode(inner.vision_tower, pixel_values, inner.config.vision_feature_layer, {"cls_attention"})
+    return create_pruner("vispruner", tokens).select(vision)
+
+
+def make_pruner(method: str, tokens: int, config, kept: torch.Tensor | None = None):
     if method == "none":
         return None
     if method == "oracle":
-        return Oracle(tokens)
+        return SameTokens(tokens, kept)
+    if method == "first_tokens":
+        return FirstTokens(tokens)
     if method == "fastv":
         layers = config.text_config.num_hidden_layers
         return create_pruner(method, tokens, layer=max(1, round(FASTV_LAYER_FRACTION * layers)))
@@ -133,11 +157,15 @@ def throughput(model, batched: dict, batch: int, timed: Timed) -> dict:
 def measure_case(model, preset: Shape, method: str, tokens: int, args, device, dtype, timed: Timed, step) -> dict:
     """Every measurement of one (method, budget); `step(name)` reports progress."""
     config = preset.config
-    pruner = make_pruner(method, tokens, config)
     remove_pruning(model)
+    inputs = prompt_batch(preset, 1, device, dtype, args.prompt)
+    kept = None
+    if method == "oracle":
+        with torch.inference_mode():
+            kept = vispruner_kept(model, tokens, inputs["pixel_values"])
+    pruner = make_pruner(method, tokens, config, kept)
     if pruner is not None:
         attach_pruner(model, pruner)
-    inputs = prompt_batch(preset, 1, device, dtype, args.prompt)
     case = {
         "method": method,
         "tokens_per_image": tokens,

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import VisionFeatures, VisionTokenPruner, check_ratio, check_token_num
-
-ROUND_SIZE = 8  # even-side tokens dropped per matching round, as in the published code
+from .diversity import diverse_positions
 
 
 def split_budget(visual_token_num: int, important_ratio: float) -> tuple[int, int]:
@@ -126,26 +125,13 @@ def _parts(features, cls_attention, visual_token_num: int, important_ratio: floa
 
 
 def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int) -> torch.Tensor:
-    """Reduce `pool` [B, R] (token indices, in priority order) to `keep` tokens by iterative matching."""
-    batch, pool_size = pool.shape
+    """Reduce `pool` [B, R] (token indices, in priority order) to `keep` tokens by iterative matching
+    (`diversity.py`: the rounds, read off one similarity matrix computed here once)."""
     exact = features.dtype in (torch.float32, torch.float64)
     unit = F.normalize(features if exact else features.float(), dim=-1)
     pool_unit = unit.gather(1, pool.unsqueeze(-1).expand(-1, -1, unit.shape[-1]))
     similarity = pool_unit @ pool_unit.transpose(1, 2)  # [B, R, R], once for all rounds
-    batch_index = torch.arange(batch, device=pool.device)[:, None, None]
-
-    # `position` holds indices into `pool`; its length shrinks by a known amount every round, so the
-    # loop is fixed by the shapes alone and never waits for the device.
-    position = torch.arange(pool_size, device=pool.device).expand(batch, pool_size)
-    remaining = pool_size
-    while (drop := min(ROUND_SIZE, remaining - keep)) > 0:
-        even, odd = position[:, 0::2], position[:, 1::2]
-        drop = min(drop, even.shape[1])
-        best_match = similarity[batch_index, even[:, :, None], odd[:, None, :]].amax(dim=-1)
-        by_redundancy = torch.argsort(best_match, dim=-1, descending=True, stable=True)
-        position = torch.cat([even.gather(1, by_redundancy[:, drop:]), odd], dim=1)
-        remaining -= drop
-    return pool.gather(1, position)
+    return pool.gather(1, diverse_positions(similarity, keep))
 
 
 def _checked(features: torch.Tensor, cls_attention: torch.Tensor, visual_token_num, important_ratio):

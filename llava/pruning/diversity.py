@@ -1,0 +1,142 @@
+"""VisPruner's diverse step: iterative bipartite matching that drops near-duplicates from a token pool.
+
+Each round splits the pool (in its current order) into even and odd positions, gives every even
+token its best cosine match among the odd ones, drops the `ROUND_SIZE` even tokens with the highest
+best match and re-orders the pool as the surviving even tokens (by descending best match, stable)
+followed by the odd ones, until `keep` tokens remain. Every round reads one number per even token:
+the maximum of its similarity row over the current odd side. Two exact ways to get it, chosen by
+the pool size R (the kept set is the same either way, in every precision, because only the maximum
+value enters the ranking):
+
+* `_rounds_by_gather` (R <= `NEIGHBOUR_POOL`): gather the even x odd block of the similarity matrix
+  and take row maxima. About R/8 rounds of (R/2)^2 reads: cheap per round, but N^3 in total.
+* `_rounds_by_neighbours` (larger pools, on the CPU): every token's `WINDOW` most similar pool tokens, sorted
+  once (descending); a round walks each even token's window to its first neighbour currently on the
+  odd side, whose similarity is the row maximum. About half the pool is on each side, so the first
+  few neighbours almost always hold one; a row whose window holds none (all its neighbours even or
+  dropped) falls back to its exact row maximum. The windows are rebuilt on the surviving tokens
+  each time the pool has shrunk by a quarter, so dropped tokens never crowd them out. Cost: the
+  similarity matmul (R^2 C), sorting windows (R^2 log), and R/8 rounds of R/2 x WINDOW reads. On a
+  GPU the gather route stays: its block reads are parallel and cheap there, and the windows' exact
+  fallback would have to ask the device each round whether a row needs it (a host sync).
+"""
+
+from __future__ import annotations
+
+import torch
+
+ROUND_SIZE = 8  # even-side tokens dropped per matching round, as in the published code
+NEIGHBOUR_POOL = 1024  # pools above this size use neighbour windows (measured crossover: docs/efficiency.md)
+WINDOW = 16  # neighbours kept per token between rebuilds
+REBUILD_SHARE = 0.6  # rebuild the windows once the pool is down to this share of their last build
+
+EVEN, ODD, DROPPED = 0, 1, 2
+
+
+def diverse_positions(similarity: torch.Tensor, keep: int, neighbour_pool: int = NEIGHBOUR_POOL) -> torch.Tensor:
+    """Positions [B, keep] into the pool that survive the rounds, in the pool's final order.
+
+    similarity: [B, R, R] cosine similarities of the pool's tokens, in pool (priority) order.
+    neighbour_pool: pools larger than this use neighbour windows (a test lowers it to compare both)."""
+    batch, pool_size, _ = similarity.shape
+    position = torch.arange(pool_size, device=similarity.device).expand(batch, pool_size)
+    if pool_size > neighbour_pool and similarity.device.type == "cpu":
+        return _rounds_by_neighbours(similarity, position, keep)
+    return _rounds_by_gather(similarity, position, keep)
+
+
+def _one_round(position: torch.Tensor, best_match: torch.Tensor, drop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the new order, the dropped positions) after dropping the `drop` evens with the highest best match."""
+    even, odd = position[:, 0::2], position[:, 1::2]
+    by_redundancy = torch.argsort(best_match, dim=-1, descending=True, stable=True)
+    return torch.cat([even.gather(1, by_redundancy[:, drop:]), odd], dim=1), even.gather(1, by_redundancy[:, :drop])
+
+
+def _drops(pool_size: int, keep: int):
+    """(remaining before the round, tokens dropped) of every round: fixed by the sizes alone, so the
+    loop never waits for the device."""
+    remaining = pool_size
+    while (drop := min(ROUND_SIZE, remaining - keep)) > 0:
+        drop = min(drop, (remaining + 1) // 2)  # never more than stand on the even side
+        yield remaining, drop
+        remaining -= drop
+
+
+def _rounds_by_gather(similarity: torch.Tensor, position: torch.Tensor, keep: int) -> torch.Tensor:
+    pool_size = similarity.shape[1]
+    if similarity.shape[0] == 1:  # one image: 1-D indices, the fewest operators per round
+        matrix, order = similarity[0], position[0]
+        for _, drop in _drops(pool_size, keep):
+            even, odd = order[0::2], order[1::2]
+            best_match = matrix.index_select(0, even).index_select(1, odd).amax(dim=1)
+            by_redundancy = torch.argsort(best_match, descending=True, stable=True)
+            order = torch.cat([even.index_select(0, by_redundancy[drop:]), odd])
+        return order[None]
+    for _, drop in _drops(pool_size, keep):
+        best_match = _block(similarity, position[:, 0::2], position[:, 1::2]).amax(dim=-1)
+        position, _ = _one_round(position, best_match, drop)
+    return position
+
+
+def _block(similarity: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """similarity[b, rows[b]][:, columns[b]] for every b: [B, len(rows), len(columns)], a copy."""
+    batch, pool_size, _ = similarity.shape
+    if batch == 1:  # two 1-D index_selects: the cheapest way to read a block
+        return similarity[0].index_select(0, rows[0]).index_select(1, columns[0])[None]
+    offset = torch.arange(batch, device=similarity.device)[:, None] * pool_size
+    flat = similarity.reshape(batch * pool_size, pool_size).index_select(0, (rows + offset).flatten())
+    return flat.view(batch, -1, pool_size).gather(2, columns[:, None, :].expand(-1, rows.shape[1], -1))
+
+
+def _rounds_by_neighbours(similarity: torch.Tensor, position: torch.Tensor, keep: int) -> torch.Tensor:
+    batch, pool_size, _ = similarity.shape
+    device = similarity.device
+    side = torch.full((batch, pool_size), DROPPED, dtype=torch.int8, device=device)
+    neighbours, values = _windows(similarity, position)
+    built_at = pool_size
+    for remaining, drop in _drops(pool_size, keep):
+        if remaining <= REBUILD_SHARE * built_at:
+            neighbours, values = _windows(similarity, position)
+            built_at = remaining
+        even, odd = position[:, 0::2], position[:, 1::2]
+        side.scatter_(1, even, EVEN)
+        side.scatter_(1, odd, ODD)
+        width = neighbours.shape[-1]
+        window = neighbours.gather(1, even[..., None].expand(-1, -1, width))  # [B, E, W] pool indices
+        on_odd = side.gather(1, window.flatten(1)).view_as(window) == ODD
+        first = on_odd.to(torch.int8).argmax(dim=-1, keepdim=True)
+        best_match = values.gather(1, even[..., None].expand(-1, -1, width)).gather(2, first)[..., 0]
+        missing = ~on_odd.any(dim=-1)
+        if bool(missing.any()):  # exact row maxima where the window held no odd token
+            best_match = _fill_missing(similarity, even, odd, best_match, missing)
+        position, dropped = _one_round(position, best_match, drop)
+        side.scatter_(1, dropped, DROPPED)
+    return position
+
+
+def _windows(similarity: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pool token's `WINDOW` most similar surviving tokens (itself excluded), by descending
+    similarity: (pool indices [B, R, W], similarities [B, R, W]); rows of dropped tokens are unused."""
+    batch, pool_size, _ = similarity.shape
+    alive = position.shape[1]
+    width = min(WINDOW, alive - 1)
+    block = _block(similarity, position, position)  # [B, A, A] the surviving tokens' similarities
+    block.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+    values, index = block.topk(width, dim=-1, sorted=True)
+    neighbours = torch.zeros(batch, pool_size, width, dtype=torch.long, device=similarity.device)
+    window_values = torch.zeros(batch, pool_size, width, dtype=similarity.dtype, device=similarity.device)
+    neighbours.scatter_(
+        1, position[..., None].expand(-1, -1, width), position.gather(1, index.flatten(1)).view_as(index)
+    )
+    window_values.scatter_(1, position[..., None].expand(-1, -1, width), values)
+    return neighbours, window_values
+
+
+def _fill_missing(similarity, even, odd, best_match, missing):
+    """`best_match` with the exact maxima over the odd side for the (batch, even) pairs in `missing`."""
+    batch_index, row = missing.nonzero(as_tuple=True)
+    rows = similarity[batch_index, even[batch_index, row]]  # [M, R]
+    exact = rows.gather(1, odd[batch_index]).amax(dim=-1)
+    best_match = best_match.clone()
+    best_match[batch_index, row] = exact
+    return best_match
