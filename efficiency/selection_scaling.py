@@ -3,10 +3,11 @@
     python -m efficiency.selection_scaling --threads 1 --output results/efficiency/selection-scaling-cpu.json
 
 For each N (default 576 = LLaVA-1.5's image, up to 4608 = 8 video frames of 576 selected jointly) it
-times, side by side and interleaved per N: the R x R similarity matmul of the residual pool (the floor
-of an exact VisPruner), `select` now, and the selection as it was before the neighbour windows
-(`previous_select`: the same rounds, each reading its even x odd block with one 3-D gather, kept here
-as the baseline). Features are clustered like a vision tower's (a mixture of `--clusters` centres
+times, side by side per N: the R x R similarity matmul of the residual pool (the floor of an exact
+VisPruner), `select` now, the selection as it was before the neighbour windows (`previous_select`:
+the same rounds, each reading its even x odd block with one 3-D gather, kept here as the baseline),
+and the rounds alone by each of `llava.pruning.diversity`'s two routes (where they cross is
+`NEIGHBOUR_POOL`). Features are clustered like a vision tower's (a mixture of `--clusters` centres
 plus noise, L2 scale irrelevant), C = 1024 as CLIP ViT-L; random weights are not needed.
 
 Reported per N: medians and quartiles; select / matmul with its spread (quartile ratios); and the
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from llava.pruning.diversity import diverse_positions
     from llava.pruning.vispruner import select, split_budget
 
     rows = []
@@ -78,12 +80,16 @@ def run(args: argparse.Namespace) -> dict:
         features = clustered_features(1, size, args.width, args.clusters, seed=size, torch=torch)
         attention = torch.rand(1, size, generator=torch.Generator().manual_seed(size + 1))
         pool_unit = F.normalize(features[:, : size - num_important], dim=-1)
+        similarity = pool_unit @ pool_unit.transpose(1, 2)
+        keep = args.tokens - num_important
         calls = {
             "matmul": lambda u=pool_unit: u @ u.transpose(1, 2),
             "select": lambda f=features, a=attention: select(f, a, args.tokens, args.ratio),
+            "rounds_neighbours": lambda s=similarity, k=keep: diverse_positions(s, k, neighbour_pool=0),
         }
         if size <= args.previous_up_to:
             calls["previous"] = lambda f=features, a=attention: previous_select(f, a, args.tokens, args.ratio)
+            calls["rounds_gather"] = lambda s=similarity, k=keep, n=size: diverse_positions(s, k, neighbour_pool=n)
             same = torch.equal(calls["select"](), calls["previous"]())
         else:
             same = None
@@ -139,6 +145,8 @@ def markdown(report: dict) -> str:
         Column("matmul ms", "matmul_ms", ".2f"),
         Column("select ms", "select_ms", ".2f"),
         Column("previous ms", lambda r: r.get("previous_ms", float("nan")), ".2f"),
+        Column("rounds: gather route ms", lambda r: r.get("rounds_gather_ms", float("nan")), ".2f"),
+        Column("rounds: neighbour windows ms", "rounds_neighbours_ms", ".2f"),
         Column("select / matmul (q1/q3 .. q3/q1)", lambda r: _ratio_text(r["select_over_matmul"])),
         Column("same tokens as previous", lambda r: "-" if r["same_tokens"] is None else str(r["same_tokens"])),
     ]
