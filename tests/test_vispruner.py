@@ -144,3 +144,23 @@ def test_compiled_selection_keeps_the_same_tokens():
     assert torch.equal(pruner.select(VisionFeatures(features, (8, 8), attention)), expected)
     with pytest.raises(ValueError, match="compile"):
         VisPruner(16, compile="yes")
+
+
+def test_half_precision_follows_the_published_computation_and_float32_is_an_option():
+    """In float16 the similarities are float16 numbers, as the published code computes them: the same
+    tokens as its (stably sorted) restatement; `float32_similarity=True` is the other computation."""
+    agree = differ = 0
+    for seed in range(6):
+        generator = torch.Generator().manual_seed(seed)
+        centres = torch.randn(1, 8, 64, generator=generator).repeat_interleave(72, dim=1)
+        features = (torch.randn(1, 576, 64, generator=generator) + centres).half()
+        attention = torch.rand(1, 576, generator=generator)
+        for t in (32, 64, 128):
+            expected = published_select(features, attention, t, 0.5)
+            agree += torch.equal(select(features, attention, t, 0.5), expected)
+            differ += not torch.equal(select(features, attention, t, 0.5, float32_similarity=True), expected)
+    assert agree == 18
+    assert differ > 0, "float32 similarities never changed the kept set: the option does nothing here"
+    assert VisPruner(64, float32_similarity=True).options == {"important_ratio": 0.5, "float32_similarity": True}
+    with pytest.raises(ValueError, match="float32_similarity must be True or False"):
+        VisPruner(64, float32_similarity="yes")

@@ -33,6 +33,7 @@ def select(
     cls_attention: torch.Tensor,
     visual_token_num: int,
     important_ratio: float = 0.5,
+    float32_similarity: bool = False,
 ) -> torch.Tensor:
     """Indices of the T = `visual_token_num` tokens VisPruner keeps, [B, T] ascending (raster order).
 
@@ -50,12 +51,14 @@ def select(
     side holds one token more than the odd side, and a round that asks to drop more tokens than stand
     on the even side drops all of them (the next round continues from the odd side). The result is
     always exactly T distinct tokens that include the T_imp most-attended ones. T >= N keeps all N.
-    Similarities are computed once for the whole residual pool, in the features' precision
-    (half-precision features are compared in float32). The published code sorts with an unstable
+    Similarities are computed once for the whole residual pool, in the features' precision, as the
+    published code computes them (half-precision features are compared in half precision);
+    `float32_similarity=True` compares half-precision features in float32 instead (fewer exact ties;
+    a different kept set, see docs/methods.md). The published code sorts with an unstable
     argsort, so where two scores are exactly equal its order is left to the sorting kernel; here
     the earlier position always wins, on every device.
     """
-    return _select(*_checked(features, cls_attention, visual_token_num, important_ratio))
+    return _select(*_checked(features, cls_attention, visual_token_num, important_ratio), float32_similarity)
 
 
 def compiled_select(
@@ -63,12 +66,14 @@ def compiled_select(
     cls_attention: torch.Tensor,
     visual_token_num: int,
     important_ratio: float = 0.5,
+    float32_similarity: bool = False,
 ) -> torch.Tensor:
     """`select` through `torch.compile`: the same tokens, without paying a kernel launch or an
     operator dispatch for each of the ~5 operations of each of the ~60 rounds. On CUDA the rounds
     replay as one CUDA graph (mode "reduce-overhead"). Compiles once per input shape and budget
     (tens of seconds), so it pays off for long runs at a fixed batch size."""
-    return _run_compiled(_select, *_checked(features, cls_attention, visual_token_num, important_ratio))
+    arguments = _checked(features, cls_attention, visual_token_num, important_ratio)
+    return _run_compiled(_select, *arguments, float32_similarity)
 
 
 def select_split(
@@ -76,59 +81,63 @@ def select_split(
     cls_attention: torch.Tensor,
     visual_token_num: int,
     important_ratio: float = 0.5,
+    float32_similarity: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`select`'s kept tokens and which of them are the important ones: (kept [B, T] ascending, the same
     indices as `select`; important [B, int(T * r)] ascending, the most-attended tokens). The other kept
     tokens are the diverse ones. T >= N keeps all N and selects nothing: important is then [B, 0]."""
-    return _select_split(*_checked(features, cls_attention, visual_token_num, important_ratio))
+    arguments = _checked(features, cls_attention, visual_token_num, important_ratio)
+    return _select_split(*arguments, float32_similarity)
 
 
 _COMPILED: dict[tuple[str, str], object] = {}
 
 
-def _run_compiled(function, features, cls_attention, visual_token_num: int, important_ratio: float):
+def _run_compiled(function, features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool):
     """`function` through `torch.compile`, compiled once per function and device kind."""
     kind = features.device.type
     key = (function.__name__, kind)
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(function, dynamic=False, mode="reduce-overhead" if kind == "cuda" else None)
-    output = _COMPILED[key](features, cls_attention, visual_token_num, important_ratio)
+    output = _COMPILED[key](features, cls_attention, visual_token_num, important_ratio, float32)
     if isinstance(output, tuple):
         return tuple(t.clone() for t in output)  # graphs reuse their outputs
     return output.clone()
 
 
-def _select(features, cls_attention, visual_token_num: int, important_ratio: float) -> torch.Tensor:
+def _select(features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool) -> torch.Tensor:
     batch, num_tokens, _ = features.shape
     if visual_token_num >= num_tokens:
         return torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
-    return torch.cat(_parts(features, cls_attention, visual_token_num, important_ratio), dim=1).sort(dim=-1).values
+    parts = _parts(features, cls_attention, visual_token_num, important_ratio, float32)
+    return torch.cat(parts, dim=1).sort(dim=-1).values
 
 
-def _select_split(features, cls_attention, visual_token_num: int, important_ratio: float):
+def _select_split(features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool):
     batch, num_tokens, _ = features.shape
     if visual_token_num >= num_tokens:
         kept = torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
         return kept, kept[:, :0]
-    important, diverse = _parts(features, cls_attention, visual_token_num, important_ratio)
+    important, diverse = _parts(features, cls_attention, visual_token_num, important_ratio, float32)
     return torch.cat([important, diverse], dim=1).sort(dim=-1).values, important.sort(dim=-1).values
 
 
-def _parts(features, cls_attention, visual_token_num: int, important_ratio: float):
+def _parts(features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool):
     """(important [B, T_imp] by descending attention, diverse [B, T_div]) for T < N."""
     num_important, num_diverse = split_budget(visual_token_num, important_ratio)
     order = attention_order(cls_attention)
     important = order[:, :num_important]
     if num_diverse == 0:
         return important, order[:, :0]
-    return important, diverse_tokens(features, order[:, num_important:], num_diverse)
+    return important, diverse_tokens(features, order[:, num_important:], num_diverse, float32)
 
 
-def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int) -> torch.Tensor:
+def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int, float32: bool = False) -> torch.Tensor:
     """Reduce `pool` [B, R] (token indices, in priority order) to `keep` tokens by iterative matching
-    (`diversity.py`: the rounds, read off one similarity matrix computed here once)."""
-    exact = features.dtype in (torch.float32, torch.float64)
-    unit = F.normalize(features if exact else features.float(), dim=-1)
+    (`diversity.py`: the rounds, read off one similarity matrix computed here once, in the features'
+    precision or, with `float32`, in at least float32)."""
+    widened = float32 and features.dtype not in (torch.float32, torch.float64)
+    unit = F.normalize(features.float() if widened else features, dim=-1)
     pool_unit = unit.gather(1, pool.unsqueeze(-1).expand(-1, -1, unit.shape[-1]))
     similarity = pool_unit @ pool_unit.transpose(1, 2)  # [B, R, R], once for all rounds
     return pool.gather(1, diverse_positions(similarity, keep))
@@ -161,26 +170,37 @@ class VisPruner(VisionTokenPruner):
     name = "vispruner"
     requires = frozenset({"cls_attention"})
 
-    def __init__(self, visual_token_num: int, important_ratio: float = 0.5, compile: bool = False):
+    def __init__(
+        self,
+        visual_token_num: int,
+        important_ratio: float = 0.5,
+        compile: bool = False,
+        float32_similarity: bool = False,
+    ):
         super().__init__(visual_token_num)
         self.important_ratio = check_ratio(important_ratio, "important_ratio")
-        if not isinstance(compile, bool):
-            raise ValueError(f"compile must be True or False, got {compile!r}")
+        for name, value in (("compile", compile), ("float32_similarity", float32_similarity)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
         self.compile = compile  # same tokens either way; see `compiled_select`
+        self.float32_similarity = float32_similarity  # not the published computation in half precision
 
     @property
     def options(self) -> dict:
-        return {"important_ratio": self.important_ratio, **({"compile": True} if self.compile else {})}
+        flags = {"compile": self.compile, "float32_similarity": self.float32_similarity}
+        return {"important_ratio": self.important_ratio, **{name: True for name, on in flags.items() if on}}
 
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         run = compiled_select if self.compile else select
-        return run(vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio)
+        return run(*self._arguments(vision), self.float32_similarity)
 
     def select_split(self, vision: VisionFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        arguments = (vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio)
         if self.compile:
-            return _run_compiled(_select_split, *_checked(*arguments))
-        return select_split(*arguments)
+            return _run_compiled(_select_split, *_checked(*self._arguments(vision)), self.float32_similarity)
+        return select_split(*self._arguments(vision), self.float32_similarity)
+
+    def _arguments(self, vision: VisionFeatures) -> tuple:
+        return vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio
 
     def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
         num_important, num_diverse = split_budget(self.visual_token_num, self.important_ratio)
