@@ -19,6 +19,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from efficiency.command import (
+    atomic_write_text,
+    check_input,
+    fraction,
+    model_problem,
+    non_negative_int,
+    output_problem,
+    positive_int,
+    resolve_device,
+)
+
 from .defaults import (
     DEFAULT_BUDGET,
     DEFAULT_DATASET,
@@ -45,25 +56,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     what = parser.add_argument_group("model and questions")
     what.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"scenette, tiny, smoke or a checkpoint folder / Hub id (default {DEFAULT_MODEL})",
+        help=f"{', '.join(NAMED_MODELS)} or a checkpoint folder / Hub id (default {DEFAULT_MODEL})",
+    )
+    what.add_argument("--data", help=f"{', '.join(NAMED_DATASETS)} or a JSONL file (default {DEFAULT_DATASET})")
+    what.add_argument(
+        "--image-folder", type=Path, help="folder the JSONL's image paths are relative to (default: the file's folder)"
     )
     what.add_argument(
-        "--data", default=DEFAULT_DATASET, help=f"scenette, drawn or a JSONL file (default {DEFAULT_DATASET})"
+        "--per-type",
+        type=non_negative_int,
+        default=DEFAULT_QUESTIONS_PER_TYPE,
+        help="Scenette: questions per type (0: all)",
     )
-    what.add_argument(
-        "--image-folder", help="folder the JSONL's image paths are relative to (default: the file's folder)"
-    )
-    what.add_argument(
-        "--per-type", type=int, default=DEFAULT_QUESTIONS_PER_TYPE, help="Scenette: questions per type (0: all)"
-    )
-    what.add_argument("--limit", type=int, help="only the first N questions")
+    what.add_argument("--limit", type=positive_int, help="only the first N questions")
     what.add_argument(
         "--template", default="vicuna_v1", help="conversation template for checkpoints (default vicuna_v1)"
     )
-    what.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the model's)")
+    what.add_argument("--max-new-tokens", type=positive_int, help="answer length limit (default: the model's)")
     what.add_argument("--device", help="e.g. cuda:0 (default: cpu)")
-    what.add_argument("--dtype", help="e.g. float16 for checkpoints on a GPU")
+    what.add_argument("--dtype", choices=DTYPES, help="for checkpoints, e.g. float16 on a GPU")
     what.add_argument(
         "--smoke",
         action="store_true",
@@ -71,36 +82,78 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     how = parser.add_argument_group("analysis settings")
     how.add_argument(
-        "--layer", type=int, default=1, help="LM layer whose last-token attention Fig. 2(a)/3 read (default 1)"
+        "--layer",
+        type=non_negative_int,
+        default=1,
+        help="LM layer whose last-token attention Fig. 2(a)/3 read (default 1)",
     )
     how.add_argument(
-        "--budget", type=int, default=DEFAULT_BUDGET, help=f"tokens selected/kept (default {DEFAULT_BUDGET})"
+        "--budget", type=positive_int, default=DEFAULT_BUDGET, help=f"tokens selected/kept (default {DEFAULT_BUDGET})"
     )
-    how.add_argument("--quartile-layers", type=int, nargs="+", help="Fig. 2(c)'s layers (default: every layer)")
-    how.add_argument("--prune-layer", type=int, default=0, help="layer from which Fig. 3's pruning applies (default 0)")
-    how.add_argument("--seed", type=int, default=0, help="random selection's seed")
+    how.add_argument(
+        "--quartile-layers", type=non_negative_int, nargs="+", help="Fig. 2(c)'s layers (default: every layer)"
+    )
+    how.add_argument(
+        "--prune-layer", type=non_negative_int, default=0, help="layer from which Fig. 3's pruning applies (default 0)"
+    )
+    how.add_argument("--seed", type=non_negative_int, default=0, help="random selection's seed")
     how.add_argument("--no-accuracy", action="store_true", help="skip the accuracy experiments (attention only)")
-    how.add_argument("--examples", type=int, default=4, help="images in the kept-token picture (default 4)")
-    how.add_argument("--important-ratio", type=float, default=0.5, help="VisPruner's important ratio in the pictures")
-    how.add_argument("--fastv-layer", type=int, default=2, help="FastV's K in the pictures (default 2)")
+    how.add_argument("--examples", type=positive_int, default=4, help="images in the kept-token picture (default 4)")
+    how.add_argument(
+        "--important-ratio", type=fraction, default=0.5, help="VisPruner's important ratio in the pictures"
+    )
+    how.add_argument("--fastv-layer", type=non_negative_int, default=2, help="FastV's K in the pictures (default 2)")
     out = parser.add_argument_group("output")
     out.add_argument("--figures", type=Path, default=FIGURES, help=f"figure folder (default {FIGURES})")
     out.add_argument("--results", type=Path, default=RESULTS, help=f"cache of intermediate results (default {RESULTS})")
     out.add_argument(
         "--overwrite", action="store_true", help="replace cached results made for another model or question set"
     )
-    out.add_argument("--batch-size", type=int, default=8)
-    out.add_argument("--threads", type=int, help="torch CPU threads")
+    out.add_argument("--batch-size", type=positive_int, default=8)
+    out.add_argument("--threads", type=positive_int, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.examples = min(args.examples, 2)
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
-    for name in ("budget", "examples", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.smoke:
+        given = [f"--{name}" for name in ("model", "data") if getattr(args, name) is not None]
+        if given:
+            parser.error(f"--smoke runs its own random-weight model on drawn questions: drop {' and '.join(given)}")
+        args.examples = min(args.examples, 2)
+    args.model = args.model or DEFAULT_MODEL
+    args.data = args.data or DEFAULT_DATASET
+    from llava.conversation import TEMPLATES  # light: no torch
+
+    if args.template not in TEMPLATES:
+        parser.error(f"--template: unknown {args.template!r}; allowed: {', '.join(sorted(TEMPLATES))}")
+    check_paths(parser, args)
     return args
+
+
+NAMED_MODELS = ("scenette", "tiny", "smoke")  # analysis.subjects.MODELS (imported there with torch)
+NAMED_DATASETS = ("scenette", "drawn")  # analysis.subjects.DATASETS
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+
+
+def check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Before any model loads: the model and question set exist, the device is there, the figure and result
+    folders can be written, and --dtype applies (named models run as they are built)."""
+    if not args.smoke and args.model not in NAMED_MODELS:
+        problem = model_problem(args.model)
+        if problem:
+            parser.error(f"--model {args.model}: {problem}; or one of {', '.join(NAMED_MODELS)}")
+    elif args.dtype not in (None, "auto"):
+        parser.error(f"--dtype {args.dtype}: applies to checkpoints; the named models ({', '.join(NAMED_MODELS)}) "
+                     "run in float32")  # fmt: skip
+    if not args.smoke and args.data not in NAMED_DATASETS:
+        check_input(parser, "--data", Path(args.data))
+    check_input(parser, "--image-folder", args.image_folder, folder=True)
+    if args.device is not None:
+        args.device = resolve_device(args.device, parser)
+    for option, folder in (("--figures", args.figures), ("--results", args.results)):
+        problem = output_problem(folder, folder=True, exist_ok=True)
+        if problem:
+            parser.error(f"{option}: {problem}")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -157,8 +210,7 @@ def run(args: argparse.Namespace) -> dict:
         "settings": asdict(study.settings),
         "numbers": numbers,
     }
-    args.figures.mkdir(parents=True, exist_ok=True)
-    (args.figures / "analysis_run.json").write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_text(args.figures / "analysis_run.json", json.dumps(record, indent=1) + "\n")
     print(f"figures: {', '.join(str(p) for p in made)}\ntotal: {record['total_seconds']} s")
     return record
 
@@ -221,9 +273,10 @@ def _rounded(value):
 
 
 def main(argv=None) -> None:
+    args = parse_args(argv)
     try:
-        run(parse_args(argv))
-    except (ValueError, FileNotFoundError) as error:
+        run(args)
+    except (ValueError, FileNotFoundError) as error:  # ResultFileError too: a cached file that cannot be used
         sys.exit(f"error: {error}")
 
 

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 import llava
+from efficiency.command import ResultFileError, read_jsonl
 from llava.pruning.base import LanguageModelPruner, check_count
 from llava.pruning.sequence import Sequence, keep_tokens
 
@@ -121,9 +122,14 @@ class AccuracyLog:
     path: Path
 
     def done(self) -> dict[str, dict]:
-        if not self.path.is_file():
+        if not self.path.exists():
             return {}
-        return {entry["setting"]: entry for entry in map(json.loads, self.path.read_text().splitlines()) if entry}
+        entries = read_jsonl(self.path, "the accuracy log ({setting, accuracy, answers, ...} per line)")
+        for entry in entries:
+            if "setting" not in entry or "accuracy" not in entry:
+                raise ResultFileError(f"{self.path}: a line without setting or accuracy; not an accuracy log; "
+                                      "it is left as it is")  # fmt: skip
+        return {entry["setting"]: entry for entry in entries}
 
     def run(
         self,
@@ -147,6 +153,7 @@ class AccuracyLog:
             "answers": answers,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        cut = self.path.exists() and self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n")
         with self.path.open("a", encoding="utf-8") as log:
-            log.write(json.dumps(entry) + "\n")
+            log.write(("\n" if cut else "") + json.dumps(entry) + "\n")  # a line cut short by a crash stays apart
         return entry["accuracy"]

@@ -46,12 +46,13 @@ def style():
 
 def save(figure: Figure, folder: Path | str, name: str) -> list[Path]:
     """Write `name`.png and `name`.pdf into `folder`; returns both paths."""
+    from efficiency.command import atomic_write
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.{ext}" for ext in ("png", "pdf")]
     with style():
-        for path in paths:
-            figure.savefig(path)
+        for path in paths:  # whole or not at all: drawn beside, then renamed
+            atomic_write(path, figure.savefig)
     return paths
 
 

@@ -7,7 +7,9 @@
         shift.json        Fig. 2 numbers;  dispersion.json  Fig. 3 numbers (with hardware and date)
 
 A folder made for another model or question set is never reused or overwritten silently: the run
-stops and names the mismatch (pass `overwrite=True` / `--overwrite` to start that folder afresh).
+stops and names the mismatch (pass `overwrite=True` / `--overwrite` to start that folder afresh). A file
+that cannot be read back (cut short, not JSON, a foreign manifest) stops the run, named, and is left as it
+is, `--overwrite` or not. Every file is written whole or not at all (beside its place, then renamed).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from efficiency.command import ResultFileError, atomic_write, atomic_write_text, read_json
 from efficiency.hardware import describe
 
 from . import measures
@@ -116,8 +119,8 @@ class Study:
             "max_new_tokens": self.subject.max_new_tokens,
         }
         path = self.folder / "manifest.json"
-        if path.is_file():
-            found = json.loads(path.read_text())
+        if path.exists():
+            found = read_json(path, ("model", "dataset"), "an analysis manifest (analysis/study.py)")
             if found != manifest:
                 if not overwrite:
                     changed = ", ".join(k for k in manifest if found.get(k) != manifest[k])
@@ -126,20 +129,23 @@ class Study:
                         "pass overwrite=True (--overwrite) to replace them, or choose another results folder"
                     )
                 shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest, indent=1) + "\n")
+        atomic_write_text(path, json.dumps(manifest, indent=1) + "\n")
 
     # -- attention signals -------------------------------------------------------------------
     def signals(self) -> Signals:
         if self._signals is None:
             path = self.folder / "signals.npz"
-            if path.is_file():
-                self._signals = Signals.load(path)
+            if path.exists():
+                try:
+                    self._signals = Signals.load(path)
+                except (OSError, ValueError, KeyError, EOFError) as error:
+                    raise ResultFileError(f"{path}: not the attention signals of this study ({error}); it is left "
+                                          "as it is: move it away (the signals are computed again)") from None  # fmt: skip
             else:
                 self._signals = attention_signals(
                     self.subject, self.dataset.samples, self.settings.batch_size, self.progress
                 )
-                self._signals.save(path)
+                atomic_write(path, self._signals.save)
         return self._signals
 
     def _accuracy(self, setting: str, keep=None, layer: int = 0) -> float:
@@ -234,7 +240,7 @@ class Study:
             "hardware": describe(self.subject.device),
             "command": " ".join(sys.argv),
         }
-        (self.folder / f"{name}.json").write_text(json.dumps(_plain(result), indent=1) + "\n")
+        atomic_write_text(self.folder / f"{name}.json", json.dumps(_plain(result), indent=1) + "\n")
         return result
 
 

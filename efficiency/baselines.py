@@ -21,7 +21,7 @@ import json
 from typing import TYPE_CHECKING
 
 from . import tables, timing
-from .command import add_device_arguments, add_output_argument, measure_and_report
+from .command import add_device_arguments, add_output_argument, measure_and_report, positive_int
 from .hardware import describe, load_average
 from .selection import SHAPES
 from .tables import Column
@@ -37,7 +37,8 @@ LANGUAGE_METHODS = {
     "sparsevlm": {"layers": (1, 3, 5)},
 }
 TEXT_TOKENS = 64
-UNPRUNED = "unpruned (576)"
+PATCHES = 576  # CLIP ViT-L/14 at 336 px
+UNPRUNED = f"unpruned ({PATCHES})"
 
 
 def build(device, dtype) -> LlavaForConditionalGeneration:
@@ -136,13 +137,20 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m efficiency.baselines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_device_arguments(parser)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--tokens", type=int, nargs="+", default=[64])
+    parser.add_argument("--tokens", type=positive_int, nargs="+", default=[64],
+                        help=f"visual tokens kept, below the {PATCHES} of the unpruned image (default 64)")  # fmt: skip
     timing.add_arguments(parser, repeats=3, warmup=1)
     add_output_argument(parser)
     args = parser.parse_args(argv)
+    too_many = [t for t in args.tokens if t >= PATCHES]
+    if too_many:
+        parser.error(f"--tokens {' '.join(map(str, too_many))}: allowed 1 to {PATCHES - 1} (the unpruned image has "
+                     f"{PATCHES} tokens)")  # fmt: skip
     measure_and_report(parser, args, run, markdown)
 
 

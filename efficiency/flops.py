@@ -20,12 +20,12 @@ sorting, gathering, pooling. The token schedule comes from the pruner objects (`
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import paper, tables
+from .command import atomic_write_json, check_input, check_output, non_negative_int, positive_int
 from .shapes import POPE_PROMPT, SHAPES, PromptLayout, shape
 from .tables import Column
 
@@ -268,34 +268,33 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m efficiency.flops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("paper", help="the paper's efficiency table beside the reconstructed accounting")
     exact = commands.add_parser("exact", help="exact FLOPs of this package's prefill for a shape or config")
     source = exact.add_mutually_exclusive_group()
     source.add_argument("--shape", default="llava-1.5-7b", choices=SHAPES)
     source.add_argument("--config", type=Path, help="a LLaVA config.json (CLIP vision tower, Llama decoder)")
-    exact.add_argument("--images", type=int, help="images (crops) per prompt; default: the shape's")
+    exact.add_argument("--images", type=positive_int, help="images (crops) per prompt; default: the shape's")
     exact.add_argument("--methods", nargs="+", default=["none", "vispruner", "fastv", "visionzip", "random"])
-    exact.add_argument("--tokens", type=int, nargs="+", default=[128, 64, 32], help="visual tokens per image (crop)")
-    exact.add_argument("--text-before", type=int, default=POPE_PROMPT.before)
-    exact.add_argument("--text-after", type=int, default=POPE_PROMPT.after)
+    exact.add_argument("--tokens", type=positive_int, nargs="+", default=[128, 64, 32],
+                       help="visual tokens per image (crop)")  # fmt: skip
+    exact.add_argument("--text-before", type=non_negative_int, default=POPE_PROMPT.before)
+    exact.add_argument("--text-after", type=non_negative_int, default=POPE_PROMPT.after)
     exact.add_argument("--json", type=Path, help="also write the rows as JSON here (refuses to overwrite)")
     args = parser.parse_args(argv)
     if args.command == "paper":
         print(paper.markdown())
         return
+    check_output(parser, "--json", args.json)
     if args.config:
-        from transformers import AutoConfig
-
-        if not args.config.exists():
-            parser.error(f"--config: {args.config} does not exist")
-        config, images = AutoConfig.from_pretrained(args.config), args.images or 1
+        check_input(parser, "--config", args.config)
+        config, images = _config(parser, args.config), args.images or 1
     else:
         preset = shape(args.shape)
         config, images = preset.config, args.images or preset.images
-    if args.json and args.json.exists():
-        parser.error(f"--json: {args.json} exists; choose another path")
     prompt = PromptLayout(args.text_before, args.text_after)
     try:
         rows = exact_table(config, args.methods, args.tokens, images=images, prompt=prompt)
@@ -303,11 +302,25 @@ def main(argv=None) -> None:
         parser.error(str(error))
     print(markdown(rows))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         source = str(args.config) if args.config else args.shape
         report = {"model": source, "config": config.to_dict(), "images": images, "prompt": asdict(prompt), "rows": rows}
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(args.json, report)
         print(f"wrote {args.json}")
+
+
+def _config(parser: argparse.ArgumentParser, path: Path):
+    """A LLaVA-style config (CLIP vision tower, Llama decoder) from a config.json: parser.error otherwise."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as error:
+        parser.error(f"--config {path}: not a model config.json ({error})")
+    missing = [name for name in ("vision_config", "text_config") if not hasattr(config, name)]
+    if missing:
+        parser.error(f"--config {path}: a {type(config).__name__} has no {' or '.join(missing)}; "
+                     "allowed: a LLaVA-style config (CLIP vision tower, Llama decoder)")  # fmt: skip
+    return config
 
 
 if __name__ == "__main__":

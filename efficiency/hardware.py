@@ -85,7 +85,9 @@ def gpu_slug(index: int = 0) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m efficiency.hardware", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gpu-slug", action="store_true", help="print only GPU 0's name for file names")
     args = parser.parse_args(argv)
     if args.gpu_slug:

@@ -17,7 +17,7 @@ import argparse
 import json
 
 from . import tables, timing
-from .command import add_output_argument, refuse_existing_output, save_report
+from .command import add_output_argument, check_measurement_arguments, positive_int, save_report
 from .hardware import describe, load_average
 from .tables import Column
 from .timing import Timing, measure
@@ -108,13 +108,17 @@ COLUMNS = (
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m efficiency.received_attention",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     timing.add_arguments(parser, repeats=3, warmup=1)
-    parser.add_argument("--crops", type=int, default=1, help="SigLIP crops per forward (an anyres image has up to 10)")
+    parser.add_argument("--crops", type=positive_int, default=1,
+                        help="SigLIP crops per forward (an anyres image has up to 10)")  # fmt: skip
     add_output_argument(parser)
     args = parser.parse_args(argv)
-    timing.check_arguments(parser, args)
-    refuse_existing_output(parser, args.output)
+    check_measurement_arguments(parser, args)
     import torch  # after parsing: `--help` and argument errors answer without loading torch
 
     torch.manual_seed(0)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import tables
+from .command import atomic_write, atomic_write_text
 from .tables import Column
 
 MIB = 2**20
@@ -190,12 +191,12 @@ def plot(result: dict, path: Path) -> None:
     title = f"{settings['shape']} ({settings['dtype']}) on {hardware['device']}, {hardware['date'][:10]}"
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=120))
     plt.close(figure)
 
 
 def render(result: dict, json_path: Path) -> None:
     """Write the Markdown table and the plot beside the JSON results."""
-    json_path.with_suffix(".md").write_text(markdown(result) + "\n")
+    atomic_write_text(json_path.with_suffix(".md"), markdown(result) + "\n")
     plot(result, json_path.with_suffix(".png"))
     print(f"wrote {json_path.with_suffix('.md')} and {json_path.with_suffix('.png')}")

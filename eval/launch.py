@@ -14,12 +14,18 @@ lmms-eval itself exits 0 after most errors.
 
 Options may also follow a `--` (as scripts/eval_table.sh passes them): `mme.sh 64 0.5 -- --dry-run`.
 --dry-run only prints the command(s): it creates no folder and writes no file.
+
+Every argument is checked before anything runs: TOKENS, RATIO (kept exactly: 0.4999999 is not 0.5),
+METHOD and its options (RATIO and the --model-arg keys the method takes, as the plugin will build it), the
+benchmark (one of the family's, or --tasks), the numbers (--limit, --scale, --gpus, ...) and the judge's
+options. A real run also checks, before lmms-eval starts, that --model is a checkpoint folder or a Hub id,
+that --device exists here, that --include-path is a folder and that the results folder can be written; a
+dry run prints commands that may be meant for another machine, so it does not look at those paths.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -28,10 +34,20 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from efficiency.command import (
+    atomic_write_json,
+    device_problem,
+    finite_float,
+    model_problem,
+    output_problem,
+    positive_int,
+)
+from llava.conversation import TEMPLATES
+
 from .benchmarks import BENCHMARKS, FAMILIES, Benchmark
-from .judge import add_judge_arguments
+from .judge import add_judge_arguments, config_from
 from .plugin import MODEL_ID, TASKS
-from .results import completed_results, setting_name
+from .results import completed_results, number_text, setting_name
 
 # tqdm reads its defaults from TQDM_<OPTION>: in a log file every redraw of a bar is a '\r' line the
 # file keeps (ten a second by default), so a bar writing to a log redraws at most this often.
@@ -45,7 +61,9 @@ LOG_ENVIRONMENT = {
 SEPARATOR = "--"  # scripts/eval_table.sh puts per-run options after it; a single run accepts it too
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, *, method_check: bool = True) -> argparse.Namespace:
+    """The parsed and checked arguments (parser.error on a bad one). `method_check=False` leaves the method and
+    its options to the caller (the table runner checks only the cells it runs: `check_method`)."""
     parser = argparse.ArgumentParser(prog="python -m eval.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("family", choices=sorted(FAMILIES))
@@ -56,10 +74,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--model", default=os.environ.get("MODEL_PATH"), help="checkpoint (default: $MODEL_PATH, else the family's)"
     )
-    parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes through accelerate launch")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--limit", type=float, help="evaluate only this many samples (a fraction if < 1); kept apart")
-    parser.add_argument("--device", help="lmms-eval --device, e.g. cpu (default: cuda)")
+    parser.add_argument(
+        "--gpus", type=positive_int, default=1, help="data-parallel processes through accelerate launch"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--limit", type=finite_float(0, None, low_open=True),
+                        help="evaluate only this many samples (a fraction if < 1); kept apart")  # fmt: skip
+    parser.add_argument("--device", help="lmms-eval --device, e.g. cpu (default: cuda, else the CPU)")
     parser.add_argument(
         "--results",
         type=Path,
@@ -78,9 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--metric", action="append", default=[], metavar="TASK:METRIC", help="table value of --tasks (averaged)"
     )
-    parser.add_argument(
-        "--scale", type=float, default=100.0, help="table value = mean metric x this (--tasks; default 100)"
-    )
+    parser.add_argument("--scale", type=finite_float(0, None, low_open=True),
+                        help="table value = mean metric x this (--tasks; default 100)")  # fmt: skip
     parser.add_argument(
         "--include-path", type=Path, help="task folder for lmms-eval (default: the tasks shipped in eval/tasks)"
     )
@@ -93,29 +113,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         _check(args)
+        if method_check:
+            _validate_method(args)
+        if not args.dry_run:  # a dry run prints commands, maybe for another machine: its paths are not checked
+            _check_environment(args)
     except ValueError as error:
         parser.error(str(error))
     return args
 
 
 def _check(args: argparse.Namespace) -> None:
+    """The arguments' values (no file is looked at): ValueError naming the argument, the value and what is allowed."""
     family = FAMILIES[args.family]
-    args.model = (args.model or family["model"]).rstrip("/")
+    args.model = (args.model or family["model"]).rstrip("/") or "/"
     args.conv_template = args.conv_template or family["conv_template"]
+    if args.conv_template not in TEMPLATES:
+        raise ValueError(f"--conv-template: unknown {args.conv_template!r}; allowed: {', '.join(sorted(TEMPLATES))}")
     if args.tasks:
         metrics = tuple(tuple(m.split(":", 1)) for m in args.metric)
-        if any(len(m) != 2 for m in metrics):
-            raise ValueError("--metric takes TASK:METRIC")
+        if any(len(m) != 2 or not all(m) for m in metrics):
+            bad = next(m for m in args.metric if len(m.split(":", 1)) != 2 or not all(m.split(":", 1)))
+            raise ValueError(f"--metric takes TASK:METRIC, got {bad!r}")
+        tasks = tuple(args.tasks.split(","))
+        if not all(tasks):
+            raise ValueError(f"--tasks takes task names separated by commas, got {args.tasks!r}")
         # a known benchmark's name keeps its column label (its paper numbers line up); the tasks are replaced
         label = BENCHMARKS[args.benchmark].label if args.benchmark in BENCHMARKS else args.benchmark
-        args.spec = Benchmark(args.benchmark, label, tuple(args.tasks.split(",")), metrics, scale=args.scale)
-    elif args.benchmark in BENCHMARKS:
+        scale = 100.0 if args.scale is None else args.scale
+        args.spec = Benchmark(args.benchmark, label, tasks, metrics, scale=scale)
+    elif args.metric or args.scale is not None:
+        raise ValueError("--metric and --scale say how to score --tasks: give them with --tasks")
+    elif args.benchmark in family["benchmarks"]:
         args.spec = BENCHMARKS[args.benchmark]
+    elif args.benchmark in BENCHMARKS:
+        raise ValueError(f"{args.benchmark} is not a {args.family} benchmark; allowed: "
+                         f"{', '.join(family['benchmarks'])} (or give --tasks)")  # fmt: skip
     else:
         raise ValueError(f"unknown benchmark {args.benchmark!r}; known: {', '.join(BENCHMARKS)} (or give --tasks)")
     if args.tokens == "full":
         if args.method not in ("vispruner", "none"):
             raise ValueError("TOKENS=full runs the unpruned model; give no METHOD (or 'none')")
+        if args.ratio != "-":
+            raise ValueError(f"TOKENS=full runs the unpruned model: RATIO must be '-', got {args.ratio!r}")
         args.method, args.tokens, args.ratio = "none", None, None
     else:
         if args.method == "none":
@@ -124,11 +163,39 @@ def _check(args: argparse.Namespace) -> None:
             raise ValueError(f"TOKENS must be a positive integer or 'full', got {args.tokens!r}")
         args.tokens = int(args.tokens)
         args.ratio = None if args.ratio == "-" else _ratio(args.ratio)
-    if args.gpus < 1 or args.batch_size < 1:
-        raise ValueError("--gpus and --batch-size must be >= 1")
+    if args.limit is not None and args.limit >= 1 and args.limit != int(args.limit):
+        raise ValueError(f"--limit: a number of samples (a whole number) or a fraction < 1, got {args.limit:g}")
     for item in args.model_arg:
-        if "=" not in item:
+        if "=" not in item or not item.split("=", 1)[0]:
             raise ValueError(f"--model-arg takes KEY=VALUE, got {item!r}")
+    config_from(args)  # the judge's options (checked for every benchmark: the table runner passes them on)
+    if args.device is not None and not DEVICE_NAME.match(args.device):
+        raise ValueError(f"--device: {args.device!r} is not a device name; allowed: cpu, cuda, cuda:N")
+    texts = [f"{key}={value}" for key, value in _model_arg_pairs(args, output_folder(args)).items()]
+    if any("," in text for text in texts):
+        raise ValueError(f"model_args values cannot contain commas: {', '.join(t for t in texts if ',' in t)}")
+
+
+DEVICE_NAME = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+def _check_environment(args: argparse.Namespace) -> None:
+    """What a real run needs here, before lmms-eval starts: the checkpoint, the device, the task folder, a
+    results folder that can be written, the judge's key file. ValueError naming what is missing."""
+    problem = model_problem(args.model)
+    if problem:
+        raise ValueError(f"--model {args.model}: {problem}")
+    if args.device is not None:
+        problem = device_problem(args.device)
+        if problem:
+            raise ValueError(f"--device {args.device}: {problem}")
+    if args.include_path is not None and not args.include_path.is_dir():
+        raise ValueError(f"--include-path: {args.include_path} is not a folder (lmms-eval task files)")
+    problem = output_problem(output_folder(args), folder=True, exist_ok=True)
+    if problem:
+        raise ValueError(f"--results {args.results}: {problem}")
+    if args.spec.judged and args.judge_key_file and not Path(args.judge_key_file).is_file():
+        raise ValueError(f"--judge-key-file: {args.judge_key_file} does not exist")
 
 
 def _ratio(text: str) -> float:
@@ -136,9 +203,9 @@ def _ratio(text: str) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"RATIO must be a number in [0, 1] or '-', got {text!r}") from None
-    if not 0 <= value <= 1:
+    if not 0 <= value <= 1:  # NaN fails too
         raise ValueError(f"RATIO must be in [0, 1], got {text}")
-    return value
+    return value + 0.0  # -0.0 is 0
 
 
 def model_folder(args: argparse.Namespace) -> str:
@@ -156,17 +223,21 @@ def output_folder(args: argparse.Namespace) -> Path:
     return args.results / model_folder(args) / args.method / setting / args.spec.name
 
 
-def model_args(args: argparse.Namespace, out: Path) -> str:
+def _model_arg_pairs(args: argparse.Namespace, out: Path) -> dict:
     pairs = {"pretrained": args.model, "method": args.method}
     if args.method != "none":
         pairs["visual_token_num"] = args.tokens
         if args.ratio is not None:
-            pairs["important_ratio"] = f"{args.ratio:g}"
+            pairs["important_ratio"] = number_text(args.ratio)  # exactly the ratio of the folder's name
     pairs["conv_template"] = args.conv_template
     pairs.update(FAMILIES[args.family]["model_args"])
     pairs["response_log"] = out / "responses"
     pairs.update(extra_model_args(args))
-    text = [f"{key}={value}" for key, value in pairs.items()]
+    return pairs
+
+
+def model_args(args: argparse.Namespace, out: Path) -> str:
+    text = [f"{key}={value}" for key, value in _model_arg_pairs(args, out).items()]
     if any("," in item for item in text):
         raise SystemExit(f"model_args values cannot contain commas: {', '.join(t for t in text if ',' in t)}")
     return ",".join(text)
@@ -184,7 +255,7 @@ def commands(args: argparse.Namespace) -> list[list[str]]:
         "--output_path", str(out), "--log_samples",
     ]  # fmt: skip
     if args.limit is not None:
-        evaluate += ["--limit", f"{args.limit:g}"]
+        evaluate += ["--limit", number_text(args.limit)]
     if args.device:
         evaluate += ["--device", args.device]
     result = [evaluate]
@@ -211,12 +282,11 @@ def run(args: argparse.Namespace, log=None) -> str:
         if not steps:
             print(f"{out}: already evaluated ({finished[-1].name}); --rerun evaluates again and keeps it")
             return "skipped"
-    _validate_method(args)
     out.mkdir(parents=True, exist_ok=True)
     if args.rerun and (out / "responses").exists():
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         (out / "responses").rename(out / f"responses.before-{stamp}")
-    (out / "benchmark.json").write_text(json.dumps(args.spec.describe(), indent=2) + "\n")
+    atomic_write_json(out / "benchmark.json", args.spec.describe())
     with (out / "command.txt").open("a") as handle:
         for step in steps:
             handle.write(f"# {datetime.now(UTC).isoformat(timespec='seconds')}\n{shlex.join(step)}\n")
@@ -229,6 +299,13 @@ def run(args: argparse.Namespace, log=None) -> str:
         print(f"{out}: submission files in {out / 'submissions'} -> {args.spec.server}; "
               "put the score in server_score.json as {\"value\": ..., \"source\": ...}")  # fmt: skip
     return "done"
+
+
+def already_evaluated(args: argparse.Namespace) -> bool:
+    """Whether `run` would only say "already evaluated" (a result is there, judged if it needs the judge)."""
+    out = output_folder(args)
+    judged = not args.spec.judged or (out / "judged.json").is_file()
+    return bool(completed_results(out)) and judged and not args.rerun and not args.dry_run
 
 
 def _run_step(step: list[str], out: Path, log) -> str | None:
@@ -288,17 +365,46 @@ def _report(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def _validate_method(args: argparse.Namespace) -> None:
-    """Fail before lmms-eval's slow start if the method or its options are wrong."""
-    if args.method == "none" or args.model_arg:  # extra model args may carry options checked at load time
-        return
-    from llava.pruning import create_pruner
+def check_method(args: argparse.Namespace) -> str | None:
+    """Why the method cannot run with these options (None: it can); see _validate_method."""
+    try:
+        _validate_method(args)
+    except ValueError as error:
+        return str(error)
+    return None
 
-    options = {} if args.ratio is None else {"important_ratio": args.ratio}
+
+def _validate_method(args: argparse.Namespace) -> None:
+    """The method and its options (RATIO and the --model-arg keys that are options of the method), as the
+    plugin will build it: ValueError naming what it does not take. Imports llava.pruning (torch)."""
+    if args.method == "none":
+        return
+    from llava.pruning import create_pruner, list_methods, method_options
+
+    if args.method not in list_methods():
+        raise ValueError(f"METHOD: unknown pruning method {args.method!r}; allowed: {', '.join(list_methods())}")
+    accepted = method_options(args.method)
+    if args.ratio is not None and "important_ratio" not in accepted:
+        raise ValueError(f"RATIO {args.ratio:g}: {args.method} has no important ratio; give RATIO '-'")
+    options = {key: _model_arg_value(value) for key, value in extra_model_args(args).items() if key in accepted}
+    if args.ratio is not None:
+        options["important_ratio"] = args.ratio
     try:
         create_pruner(args.method, args.tokens, **options)
-    except ValueError as error:
-        raise SystemExit(f"{args.method}: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{args.method}: {error}") from None
+
+
+def _model_arg_value(text: str):
+    """A model_args value as lmms-eval hands it to the model (lmms_eval.utils.handle_arg_string)."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.isnumeric():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def main(argv=None) -> int:

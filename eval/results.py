@@ -10,7 +10,9 @@
         judged.json               video QA: the GPT judge's accuracy and score
 
 <setting> is `full` (no pruning), `n<T>_r<r>` (T visual tokens, important ratio r) or `n<T>` for
-methods without a ratio; runs with --limit get `_limit<N>` so they never mix with full runs. Extra model
+methods without a ratio; runs with --limit get `_limit<N>` so they never mix with full runs. r and N are
+written exactly (`number_text`: the shortest digits that read back as the same number, no exponent), so
+r = 0.4999999 never shares n64_r0.5 with r = 0.5; names written before (`:g`, six digits) parse as before. Extra model
 arguments (the launcher's `--model-arg KEY=VALUE`: method or model-family options) follow as `+KEY=VALUE`,
 sorted by key, so a run with options never shares a folder with one without them:
 
@@ -22,21 +24,35 @@ Values are written as URL quoting would (`/` -> `%2F`, `+` -> `%2B`), so every n
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote, unquote
+
+from efficiency.command import ResultFileError, read_json
 
 SETTING = re.compile(r"^(?:full|n(?P<tokens>\d+)(?:_r(?P<ratio>[0-9.]+))?)(?:_limit(?P<limit>[0-9.]+))?$")
 OPTION = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.\-]*)=(?P<value>[^+/]*)$")
 
 
+def number_text(value: float) -> str:
+    """`value` exactly, as setting names and model arguments write it: the shortest digits that read back as
+    the same float, without an exponent (0.5, 0.4999999, 1, 0.00001, 1234567). Values that `:g` (six
+    significant digits) wrote exactly come out as it wrote them, so older folder names stay the same."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {value!r}")
+    text = format(Decimal(repr(value + 0.0)), "f")  # + 0.0: -0.0 is 0
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def setting_name(method: str, tokens: int | None, ratio: float | None, limit: float | None = None,
                  options: dict[str, str] | None = None) -> str:  # fmt: skip
     """The setting folder's name; `options`: extra model arguments {key: value}, written `+key=value` sorted."""
-    name = "full" if method == "none" else f"n{tokens}" + ("" if ratio is None else f"_r{ratio:g}")
-    name = name if limit is None else f"{name}_limit{limit:g}"
+    name = "full" if method == "none" else f"n{tokens}" + ("" if ratio is None else f"_r{number_text(ratio)}")
+    name = name if limit is None else f"{name}_limit{number_text(limit)}"
     return name + "".join(f"+{key}={quote(str(value), safe='')}" for key, value in sorted((options or {}).items()))
 
 
@@ -85,19 +101,25 @@ class Run:
 
 
 def read_benchmark(folder: Path) -> Run | None:
+    """The benchmark folder's values; None if it is no benchmark folder (no benchmark.json). A file that
+    cannot be used (not JSON, without the keys its kind needs) is a ResultFileError naming it."""
     spec_file = folder / "benchmark.json"
     if not spec_file.is_file():
         return None
-    spec = json.loads(spec_file.read_text())
+    spec = read_json(spec_file, ("name", "label"), "a benchmark description (eval/benchmarks.py)")
     run = Run(spec["name"], spec["label"])
     server_score = folder / "server_score.json"
     if server_score.is_file():
-        entry = json.loads(server_score.read_text())
+        entry = read_json(server_score, ("value",), 'a server score {"value": ..., "source": ...}')
+        if not _is_number(entry["value"]):
+            raise ResultFileError(f"{server_score}: value must be a number, got {entry['value']!r}")
         run.values[run.label], run.source, run.note = float(entry["value"]), "server", entry.get("source", "")
         return run
     if spec.get("judged"):
         judged = folder / "judged.json"
-        entry = json.loads(judged.read_text()) if judged.is_file() else {}
+        entry = (
+            read_json(judged, ("accuracy", "score"), "the judge's summary (eval/judge.py)") if judged.is_file() else {}
+        )
         run.values[f"{run.label} Acc"] = entry.get("accuracy")
         run.values[f"{run.label} Score"] = entry.get("score")
         run.source = "judge" if judged.is_file() else "awaiting judge"
@@ -105,7 +127,9 @@ def read_benchmark(folder: Path) -> Run | None:
         return run
     files = completed_results(folder)
     if spec.get("metrics") and files:
-        results = json.loads(files[-1].read_text())["results"]
+        results = read_json(files[-1], ("results",), "an lmms-eval results file")["results"]
+        if not isinstance(results, dict):
+            raise ResultFileError(f"{files[-1]}: 'results' is not a JSON object; not an lmms-eval results file")
         run.values[run.label] = _mean_metric(results, spec["metrics"], spec.get("scale", 100.0))
         for label, task, metric in spec.get("extra", []):
             run.values[label] = _mean_metric(results, [[task, metric]], spec.get("scale", 100.0))
@@ -116,11 +140,16 @@ def read_benchmark(folder: Path) -> Run | None:
     return run
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _mean_metric(results: dict, pairs, scale: float) -> float | None:
     values = []
     for task, metric in pairs:
-        value = results.get(task, {}).get(f"{metric},none")
-        if not isinstance(value, (int, float)):
+        entry = results.get(task)
+        value = entry.get(f"{metric},none") if isinstance(entry, dict) else None
+        if not _is_number(value):
             return None
         values.append(float(value))
     return scale * sum(values) / len(values)

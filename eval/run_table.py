@@ -16,6 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from efficiency.command import ResultFileError, number_in, positive_int
+
 from . import launch, tables
 from .benchmarks import FAMILIES
 
@@ -39,8 +41,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("family", choices=sorted(FAMILIES))
     parser.add_argument("--methods", nargs="+", default=["vispruner"])
-    parser.add_argument("--budgets", nargs="+", type=int, default=[128, 64, 32])
-    parser.add_argument("--ratio", default="0.5", help="important ratio for every method ('-' for none)")
+    parser.add_argument("--budgets", nargs="+", type=positive_int, default=[128, 64, 32])
+    parser.add_argument("--ratio", help=f"important ratio in [0, 1] of the methods that take one (default "
+                        f"{DEFAULT_RATIO}; the others run without); '-' for none")  # fmt: skip
     parser.add_argument("--benchmarks", nargs="+", help="default: the family's table columns")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unpruned model")
     add_run_options(parser)
@@ -50,16 +53,42 @@ def parse_args(argv=None):
     unknown = [b for b in args.benchmarks if b not in known]
     if unknown:
         parser.error(f"not {args.family} benchmarks: {', '.join(unknown)}; allowed: {', '.join(known)}")
+    if args.ratio not in (None, "-") and not number_in(_float(args.ratio), 0, 1):
+        parser.error(f"--ratio: must be a number in [0, 1] or '-', got {args.ratio!r}")
+    from llava.pruning import list_methods, method_options  # after parsing: `--help` answers without torch
+
+    methods = list_methods()
+    unknown = [m for m in args.methods if m not in methods]
+    if unknown:
+        parser.error(f"--methods: unknown {', '.join(unknown)}; allowed: {', '.join(methods)}")
+    args.takes_ratio = {m: "important_ratio" in method_options(m) for m in args.methods}
+    if args.ratio not in (None, "-") and not any(args.takes_ratio.values()):
+        parser.error(f"--ratio {args.ratio}: none of {', '.join(args.methods)} takes an important ratio")
     return args
 
 
+DEFAULT_RATIO = "0.5"
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def cells(args, ratios: dict[str, str] | None = None) -> list[list[str]]:
-    """Every run's launcher arguments; `ratios` gives some methods their own ratio (else args.ratio)."""
+    """Every run's launcher arguments; `ratios` gives some methods their own ratio (else --ratio, or its
+    default, for the methods with an important ratio and '-' for the others)."""
     ratios = ratios or {}
+    takes = getattr(args, "takes_ratio", {})
+    common = DEFAULT_RATIO if args.ratio is None else args.ratio
+
+    def ratio(method: str) -> str:
+        return ratios.get(method, common if takes.get(method, True) else "-")
+
     settings = [] if args.no_baseline else [["full", "-"]]
-    settings += [
-        [str(budget), ratios.get(method, args.ratio), method] for budget in args.budgets for method in args.methods
-    ]
+    settings += [[str(budget), ratio(method), method] for budget in args.budgets for method in args.methods]
     return [[args.family, bench, *setting, *args.rest] for bench in args.benchmarks for setting in settings]
 
 
@@ -76,7 +105,11 @@ def run_cells(name: str, table_cells: list[list[str]], dry_run: bool = False, ke
     under ours, from the paper table of `family` (default: the one the model folder's name implies); `notes`: lines
     printed under the table."""
     refused = refused or {}
-    runs = [launch.parse_args(cell + (["--dry-run"] if dry_run else [])) for cell in table_cells]
+    runs = [launch.parse_args(cell + (["--dry-run"] if dry_run else []), method_check=False) for cell in table_cells]
+    for cell, run in zip(table_cells, runs):  # every cell that will run is checked before the first one starts
+        problem = None if (run.method, run.tokens) in refused else launch.check_method(run)
+        if problem:
+            raise SystemExit(f"error: cell {' '.join(cell)}: {problem}")
     if any(run.dry_run for run in runs):  # --dry-run after `--` (passed to every run) is the table's too
         for run in runs:
             if (run.method, run.tokens) in refused:
@@ -95,9 +128,12 @@ def run_cells(name: str, table_cells: list[list[str]], dry_run: bool = False, ke
         for run in progress:
             out = launch.output_folder(run)
             progress.set_postfix_str(f"{run.spec.name} {run.method} {out.parent.name}")
-            out.mkdir(parents=True, exist_ok=True)
-            with (out / "lmms_eval.log").open("a") as log:
-                result = launch.run(run, log=log)
+            if launch.already_evaluated(run):  # nothing to run: says so, writes nothing (not even a log)
+                result = launch.run(run)
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                with (out / "lmms_eval.log").open("a") as log:
+                    result = launch.run(run, log=log)
             status[result] += 1
             if result == "failed":  # launch.run has said why, naming the log
                 failed.append(out)
@@ -107,7 +143,10 @@ def run_cells(name: str, table_cells: list[list[str]], dry_run: bool = False, ke
           + (f", n/a {len(skipped)}" if skipped else ""))  # fmt: skip
     root = runs[0].results / launch.model_folder(runs[0])
     if root.exists():
-        built = tables.build(Path(root).parent, model=root.name, paper=paper, family=family)
+        try:
+            built = tables.build(Path(root).parent, model=root.name, paper=paper, family=family)
+        except ResultFileError as error:
+            raise SystemExit(f"the table cannot be built: {error}") from None
         for table in built:
             table.notes += list(notes)
         print(tables.render(built, "markdown"))

@@ -11,7 +11,11 @@ a cell-by-cell comparison with the reference results.
 Each run writes a new folder, results/scenette/runs/<UTC time>/ (in the current directory), and
 leaves every other folder alone; --output DIR writes into DIR instead and resumes it if it exists
 (finished cells are skipped; a cell made from another checkpoint or with other settings stops the
-run unless --rerun, which keeps the old file beside the new one). At the end the run prints its
+run unless --rerun, which keeps the old file beside the new one, renamed when the new one is ready).
+Every argument, the model folder, the device, the output folder and the files already in it and in the
+reference are checked before the model loads: a cell file that is not a finished Scenette cell (cut short,
+not JSON, another benchmark's, without its accuracy) stops the run, named, and is left as it is.
+Every file is written whole or not at all (beside its place, then renamed). At the end the run prints its
 table and its comparison with --reference (default results/scenette/, the committed results):
 per cell the same accuracy, or the change and whether it is within binomial noise (written to
 comparison.md too). It exits 0 whether or not the tables agree, non-zero only when the run fails.
@@ -26,14 +30,16 @@ its imports and task index are paid once, and its output goes there).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from efficiency.command import ResultFileError, atomic_write_json, atomic_write_text, output_problem, resolve_device
+
 from .scenette_cells import Cell, checkpoint_id, plan, record_unavailable, set_aside, settings, stored
+from .scenette_report import read_cells, read_unavailable
 
 RESULTS = Path("results/scenette")  # the committed results: the reference a run is compared with
 RUNS = RESULTS / "runs"  # the default: a new RUNS/<UTC time>/ per run
@@ -81,18 +87,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     methods = llava.list_methods()
     unknown = [m for m in args.methods or () if m not in methods]
     if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; allowed: {', '.join(methods)}")
+        parser.error(f"--methods: unknown method(s) {', '.join(unknown)}; allowed: {', '.join(methods)}")
     args.methods = list(dict.fromkeys(args.methods or methods))
     args.budgets = sorted(set(args.budgets), reverse=True)
     args.model = args.model or CHECKPOINT
     if not (args.model / "config.json").is_file():
-        parser.error(f"no Scenette-LLaVA checkpoint at {args.model} (config.json missing); "
+        parser.error(f"--model: no Scenette-LLaVA checkpoint at {args.model} (config.json missing); "
                      "train one with `bash scripts/train_scenette.sh`, or pass --model FOLDER")  # fmt: skip
+    args.tokens = _visual_tokens(parser, args.model)
+    if args.budgets[0] > args.tokens:
+        parser.error(f"--budgets {args.budgets[0]}: {args.model} has {args.tokens} visual tokens per image; "
+                     f"allowed: 1 to {args.tokens}")  # fmt: skip
+    args.device = resolve_device(args.device, parser)
     args.per_type = min(args.per_type, QUESTIONS_PER_TYPE)
     args.limit = None if args.per_type == QUESTIONS_PER_TYPE else args.per_type
     args.fresh = args.output is None
     args.output = RUNS / datetime.now(UTC).strftime(RUN_NAME) if args.fresh else args.output
+    problem = output_problem(args.output, folder=True, exist_ok=not args.fresh)
+    if problem:
+        parser.error(f"--output: {problem}")
+    if args.reference.exists() and not args.reference.is_dir():
+        parser.error(f"--reference: {args.reference} is a file, not a sweep folder")
     return args
+
+
+def _visual_tokens(parser: argparse.ArgumentParser, model: Path) -> int:
+    """Visual tokens per image from the checkpoint's config (the weights are not loaded)."""
+    from transformers import AutoConfig
+
+    try:
+        vision = AutoConfig.from_pretrained(model).vision_config
+        return (vision.image_size // vision.patch_size) ** 2
+    except (OSError, ValueError, AttributeError, TypeError) as error:
+        parser.error(f"--model {model}: not a Scenette-LLaVA checkpoint (its config.json: {error})")
+
+
+def check_stored(args) -> None:
+    """Read every file a run would read, before the model loads: the output folder's cells and
+    unavailable.json, the reference's. ResultFileError names one that cannot be used."""
+    for folder in (args.output, args.reference):
+        if folder.is_dir():
+            read_cells(folder)
+            read_unavailable(folder)
 
 
 @dataclass
@@ -134,8 +170,6 @@ def prepare(args) -> Plan:
             load_log = log.read()
     vision = model.config.vision_config
     tokens = (vision.image_size // vision.patch_size) ** 2
-    if args.budgets[0] > tokens:
-        raise SystemExit(f"--budgets {args.budgets[0]}: {args.model} has {tokens} visual tokens per image")
     cells, checkpoint = plan(args, model), checkpoint_id(args.model)
     jobs = []
     for cell in (cell for cell in cells if cell.reason is None):
@@ -194,16 +228,13 @@ def make_output(plan: Plan, args) -> Path:
 
 
 def sweep(plan: Plan, args, log_path: Path) -> None:
-    """Evaluate every job without a reusable result, writing each cell's JSON as soon as it is done."""
+    """Evaluate every job without a reusable result (with --rerun, every job), writing each cell's JSON as
+    soon as it is done; an old result is set aside only then, so an interrupted rerun keeps it in place."""
     from tqdm import tqdm
 
     from .scenette_evaluate import evaluate, quiet, task_manager
 
-    for job in plan.jobs:
-        if job.record is not None and args.rerun:
-            set_aside(job.path)
-            job.record = None
-    todo, manager = [job for job in plan.jobs if job.record is None], None
+    todo, manager = [job for job in plan.jobs if job.record is None or args.rerun], None
     terminal = os.fdopen(os.dup(2), "w")  # the progress bar stays on the terminal while a cell is quiet
     done_before = len(plan.jobs) - len(todo)
     description = f"scenette sweep into {args.output} ({done_before} of {len(plan.jobs)} cells done before)"
@@ -220,9 +251,11 @@ def sweep(plan: Plan, args, log_path: Path) -> None:
             except BaseException:
                 progress.write(f"{cell.method} {cell.budget or 'unpruned'} failed; lmms-eval's output is in {log_path}")
                 raise
-            job.record = {**job.expected, "model": str(args.model), "visual_tokens": plan.tokens, **result}
-            job.path.parent.mkdir(parents=True, exist_ok=True)
-            job.path.write_text(json.dumps(job.record, indent=2) + "\n")
+            record = {**job.expected, "model": str(args.model), "visual_tokens": plan.tokens, **result}
+            if job.record is not None and job.path.exists():  # --rerun: the old result stays beside the new
+                set_aside(job.path)
+            job.record = record
+            atomic_write_json(job.path, record)
 
 
 def main(argv=None) -> int:
@@ -230,7 +263,11 @@ def main(argv=None) -> int:
     from .scenette_report import write_report
 
     args = parse_args(argv)
-    plan = prepare(args)
+    try:
+        check_stored(args)  # before the model loads
+        plan = prepare(args)
+    except ResultFileError as error:
+        raise SystemExit(f"error: {error}") from None
     if args.dry_run:
         print(describe(plan, args))
         return 0
@@ -242,7 +279,7 @@ def main(argv=None) -> int:
     sweep(plan, args, log_path)
     print(write_report(args.output))
     compared = comparison(args.output, args.reference)
-    (args.output / "comparison.md").write_text(compared)
+    atomic_write_text(args.output / "comparison.md", compared)
     print(compared, end="")
     print(f"This run's folder: {args.output}/")
     return 0

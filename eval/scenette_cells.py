@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from efficiency.command import atomic_write_json
 from scenette.prompt import TEMPLATE
 
 from .results import setting_name
-from .scenette_report import BENCHMARK, UNAVAILABLE
+from .scenette_report import BENCHMARK, UNAVAILABLE, read_cell, read_unavailable
 
 GROUP = BENCHMARK  # the lmms-eval group of the Scenette tasks, and every cell file's "benchmark"
 CONV_TEMPLATE = TEMPLATE.name  # the conversation Scenette-LLaVA is trained and evaluated with
@@ -87,25 +88,31 @@ def settings(cell: Cell, args, checkpoint: str) -> dict:
 
 
 def stored(path: Path, expected: dict) -> tuple[dict | None, list[str]]:
-    """The finished cell at `path` (None if there is none) and the settings in which it differs from `expected`."""
-    if not path.is_file():
+    """The finished cell at `path` (None if there is none) and the settings in which it differs from `expected`.
+    A file there that is not a finished Scenette cell is a ResultFileError naming it (and it is left alone)."""
+    if not path.exists():
         return None, []
-    record = json.loads(path.read_text())
+    record = read_cell(path)
     return record, sorted(key for key, value in expected.items() if record.get(key) != value)
 
 
-def set_aside(path: Path) -> None:
+def set_aside(path: Path) -> Path:
     """--rerun keeps the old result beside the new one (<setting>.before-<time>.json; no table reads it)."""
-    path.rename(path.with_name(f"{path.stem}.before-{datetime.now():%Y%m%d-%H%M%S}.json"))
+    stamp = f"{datetime.now():%Y%m%d-%H%M%S}"
+    target = path.with_name(f"{path.stem}.before-{stamp}.json")
+    number = 1
+    while target.exists():  # two reruns within a second
+        target, number = path.with_name(f"{path.stem}.before-{stamp}-{number}.json"), number + 1
+    path.rename(target)
+    return target
 
 
 def record_unavailable(output: Path, cells: list[Cell], args, checkpoint: str) -> None:
     """Add the cells that cannot run, with the reasons, to <output>/unavailable.json (the table's n/a rows)."""
-    path = output / UNAVAILABLE
-    known = json.loads(path.read_text()) if path.is_file() else {}
+    known = read_unavailable(output)
     for cell in cells:
         if cell.reason:
             key = cell.path(Path(), args.limit).with_suffix("").as_posix()
             known[key] = {"method": cell.method, "visual_token_num": cell.budget, "per_type": args.per_type,
                           "checkpoint": checkpoint, "reason": cell.reason}  # fmt: skip
-    path.write_text(json.dumps(known, indent=2) + "\n")
+    atomic_write_json(output / UNAVAILABLE, known)

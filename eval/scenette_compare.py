@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .binomial import difference_half_width
-from .results import setting_name
+from .results import number_text, setting_name
 from .scenette_cells import SETTING_KEYS
 from .scenette_report import Entry, cell_key, load, read_cells, read_unavailable
 from .tables import markdown_table
@@ -58,7 +58,7 @@ def _noise_words(verdict: Verdict) -> str:
 def judge(ours: dict, theirs: dict) -> Verdict:
     """Verdict of a cell against its reference cell (both records of the same file name)."""
     ratio = ours.get("options", {}).get("important_ratio")
-    verdict = Verdict(ours["method"], ours["visual_token_num"], "" if ratio is None else f"{ratio:g}", "", "")
+    verdict = Verdict(ours["method"], ours["visual_token_num"], "" if ratio is None else number_text(ratio), "", "")
     other = [key for key in SETTING_KEYS if ours.get(key) != theirs.get(key)]
     if other:
         verdict.kind, verdict.text = NOT_COMPARABLE, f"not comparable: the reference has other {', '.join(other)}"
@@ -106,7 +106,7 @@ def compare(folder: Path, reference: Path) -> tuple[list[Verdict], int]:
             if key in theirs:
                 verdicts.append(judge(entry.record, theirs[key]))
             else:
-                ratio = "" if entry.ratio is None else f"{entry.ratio:g}"
+                ratio = "" if entry.ratio is None else number_text(entry.ratio)
                 verdicts.append(Verdict(entry.method, entry.budget, ratio, NO_REFERENCE, "no reference cell"))
     return verdicts, len(set(theirs) - seen)
 

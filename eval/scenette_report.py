@@ -11,11 +11,14 @@ unavailable.json); a method x budget of the folder's grid without a result file 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import parse_setting, setting_name
+from efficiency.command import LEFT_AS_IT_IS, ResultFileError, atomic_write, atomic_write_text, read_json
+
+from .results import number_text, parse_setting, setting_name
 from .tables import Line, Table, render
 
 BENCHMARK = "scenette"  # the "benchmark" field of every cell file (eval/scenette_cells.GROUP)
@@ -24,6 +27,12 @@ SUMMARY = ["Acc.", "Rel."]
 NOT_APPLICABLE = "n/a"
 HIGHLIGHT = "vispruner"
 UNPRUNED = "none"
+# What every cell file holds (eval/scenette.py writes them): its settings, then what the table, the plot and
+# the comparison read. A file without them is named in an error, never read as a finished cell.
+RECORD_KEYS = ("benchmark", "method", "visual_token_num", "options", "adapted", "per_type", "limit", "checkpoint",
+               "conv_template", "model", "visual_tokens", "accuracy", "mean", "questions", "answers", "seconds",
+               "hardware", "lmms_eval")  # fmt: skip
+UNAVAILABLE_KEYS = ("method", "visual_token_num", "per_type", "checkpoint", "reason")
 
 
 @dataclass
@@ -62,22 +71,56 @@ def cell_key(record: dict) -> str:
     return f"{record['method']}/{setting_name(record['method'], record['visual_token_num'], ratio, record['limit'])}"
 
 
+def read_cell(path: Path) -> dict:
+    """The record of the cell file at `path`: a ResultFileError names a file that is not JSON, not a Scenette
+    cell (another "benchmark") or one without what a finished cell holds (RECORD_KEYS)."""
+    record = read_json(path, what="a Scenette cell (eval/scenette.py)")
+    if record.get("benchmark") != BENCHMARK:
+        raise ResultFileError(f"{path}: holds no Scenette cell (benchmark {record.get('benchmark')!r}, not "
+                              f"{BENCHMARK!r}); {LEFT_AS_IT_IS}")  # fmt: skip
+    return check_cell(record, path)
+
+
+def check_cell(record: dict, path: Path) -> dict:
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
+        raise ResultFileError(f"{path}: not a finished Scenette cell: no {', '.join(missing)}; {LEFT_AS_IT_IS}")
+    numbers = record["accuracy"], record["questions"]
+    if not all(isinstance(value, dict) and value for value in numbers) or not _numbers(
+        [*record["accuracy"].values(), *record["questions"].values(), record["mean"], record["seconds"]]
+    ):
+        raise ResultFileError(f"{path}: not a finished Scenette cell: accuracy, questions, mean or seconds is not "
+                              f"numbers; {LEFT_AS_IT_IS}")  # fmt: skip
+    return record
+
+
+def _numbers(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
 def read_cells(folder: Path) -> dict[str, dict]:
     """Every Scenette cell file of `folder` by cell_key; files set aside by --rerun (<setting>.before-<time>.json)
-    and other JSON are not cells."""
+    and JSON of other benchmarks are not cells. A cell file that cannot be read as one is a ResultFileError."""
     cells = {}
     for path in sorted(folder.glob("*/*.json")):
         if parse_setting(path.stem) is None:
             continue
-        record = json.loads(path.read_text())
+        record = read_json(path, what="a Scenette cell (eval/scenette.py)")
         if record.get("benchmark") == BENCHMARK:
-            cells[f"{path.parent.name}/{path.stem}"] = record
+            cells[f"{path.parent.name}/{path.stem}"] = check_cell(record, path)
     return cells
 
 
 def read_unavailable(folder: Path) -> dict[str, dict]:
     path = folder / UNAVAILABLE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    known = read_json(path, what="the cells that cannot run ({cell: {method, visual_token_num, ...}})")
+    for key, note in known.items():
+        missing = [k for k in UNAVAILABLE_KEYS if not isinstance(note, dict) or k not in note]
+        if missing:
+            raise ResultFileError(f"{path}: entry {key!r} has no {', '.join(missing)}; {LEFT_AS_IT_IS}")
+    return known
 
 
 def _order(entry: Entry) -> tuple:
@@ -125,7 +168,7 @@ def build_table(sweep: Sweep, label: str = "") -> Table:
     columns = [qtype.capitalize() for qtype in types]
     lines = []
     for entry in sweep.entries:
-        ratio = "" if entry.ratio is None else f"{entry.ratio:g}"
+        ratio = "" if entry.ratio is None else number_text(entry.ratio)
         if entry.record is None:
             marks = dict.fromkeys(columns + SUMMARY, NOT_APPLICABLE) if entry.reason else {}
             empty = dict.fromkeys(columns)
@@ -186,10 +229,11 @@ def write_report(folder: Path) -> str:
     sweeps = [sweep for sweep in load(folder) if sweep.records]
     tables = [build_table(sweep) for sweep in sweeps]
     markdown = render(tables, "markdown")
-    (folder / "table.md").write_text(markdown)
-    (folder / "table.csv").write_text(render(tables, "csv"))
+    atomic_write_text(folder / "table.md", markdown)  # each file whole or not at all: written beside, renamed
+    atomic_write_text(folder / "table.csv", render(tables, "csv"))
     for sweep, table in zip(sweeps, tables):
         if sweep.unpruned is None:  # Rel. needs the unpruned cell
             continue
-        plot(sweep, folder / ("relative_accuracy.png" if len(sweeps) == 1 else f"relative_accuracy_{table.stem}.png"))
+        path = folder / ("relative_accuracy.png" if len(sweeps) == 1 else f"relative_accuracy_{table.stem}.png")
+        atomic_write(path, lambda temporary, sweep=sweep: plot(sweep, temporary))
     return markdown

@@ -27,11 +27,12 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from efficiency.command import ResultFileError, atomic_write_text, output_problem
 from efficiency.tables import markdown_text
 
 from .benchmarks import BENCHMARKS, FAMILIES, table_order
 from .paper_numbers import PAPER_LABELS, family_of, paper_row
-from .results import Row, scan
+from .results import Row, number_text, scan
 
 MME = BENCHMARKS["mme"].label
 MISSING = "–"
@@ -130,7 +131,7 @@ def _line(row: Row) -> Line:
         if run.source in markers:
             pending.update({label: markers[run.source] for label, value in run.values.items() if value is None})
     tokens = "all" if row.method == "none" else str(row.tokens)
-    ratio = "" if row.ratio is None else f"{row.ratio:g}"
+    ratio = "" if row.ratio is None else number_text(row.ratio)
     options = ", ".join(f"{key}={value}" for key, value in sorted(row.options.items()))
     return Line(row.method, tokens, ratio, values, pending, options=options)
 
@@ -268,19 +269,29 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="write table_<model>.md/.tex/.csv here instead of printing")
     args = parser.parse_args(argv)
     if not args.results.is_dir():
-        parser.error(f"{args.results}: no such folder")
-    tables = collect(args.results, args.model, args.paper, args.family)
+        parser.error(f"results: {args.results}: no such folder")
+    if args.family and not args.paper:
+        parser.error(f"--family {args.family} chooses the paper table of --paper: give --paper too")
+    problem = output_problem(args.out, folder=True, exist_ok=True)
+    if problem:
+        parser.error(f"--out: {problem}")
+    try:
+        tables = collect(args.results, args.model, args.paper, args.family)
+    except ResultFileError as error:
+        raise SystemExit(f"error: {error}") from None
+    if not tables and args.model:
+        found = sorted({table.model for table in collect(args.results)})
+        parser.error(f"--model {args.model}: no results of that model folder in {args.results}; "
+                     f"found: {', '.join(found) or 'none'}")  # fmt: skip
     if not tables:
         parser.error(f"{args.results}: no results (<model>/<method>/<setting>/<benchmark>/benchmark.json, "
                      "or a Scenette sweep's <folder>/<method>/<setting>.json)")  # fmt: skip
     if args.out is None:
         print(render(tables, args.format), end="")
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    for table in tables:
+    for table in tables:  # each file whole or not at all: written beside, then renamed
         for fmt, suffix in FORMATS.items():
-            path = args.out / f"table_{table.stem}.{suffix}"
-            path.write_text(render([table], fmt))
+            path = atomic_write_text(args.out / f"table_{table.stem}.{suffix}", render([table], fmt))
             print(path)
     return 0
 

@@ -15,9 +15,13 @@ import argparse
 import json
 from pathlib import Path
 
+from efficiency.command import ResultFileError, atomic_write_text, check_input, check_output, read_json
+
 BENCHMARKS = ("msvd", "msrvtt", "tgif", "activitynet")
 SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".gif", ".mov", ".m4v")
 PREFIXES = ("", "v_")  # ActivityNet files are named v_<id>
+QUESTION_KEYS = ("video_name", "question", "question_id")
+ANSWER_KEYS = ("answer", "question_id")
 
 
 def find_video(folder: Path, name: str) -> Path | None:
@@ -29,10 +33,20 @@ def find_video(folder: Path, name: str) -> Path | None:
     return None
 
 
+def _entries(path: Path, keys: tuple[str, ...], what: str) -> list[dict]:
+    """The list of `keys`-holding objects in `path` (Video-LLaVA's format); ResultFileError naming the file."""
+    entries = read_json(path, what=f"a list of {what}", kind=list)
+    for number, entry in enumerate(entries):
+        missing = [key for key in keys if not isinstance(entry, dict) or key not in entry]
+        if missing:
+            raise ResultFileError(f"{path}: entry {number} has no {', '.join(missing)}; expected a list of {what}")
+    return entries
+
+
 def build(questions: Path, answers: Path, videos: Path) -> list[dict]:
-    answer_of = {str(a["question_id"]): a for a in json.loads(answers.read_text())}
+    answer_of = {str(a["question_id"]): a for a in _entries(answers, ANSWER_KEYS, "{answer, type, question_id}")}
     rows, missing = [], []
-    for q in json.loads(questions.read_text()):
+    for q in _entries(questions, QUESTION_KEYS, "{video_name, question, question_id}"):
         qid = str(q["question_id"])
         if qid not in answer_of:
             raise SystemExit(f"{answers}: no answer for question_id {qid}")
@@ -48,7 +62,8 @@ def build(questions: Path, answers: Path, videos: Path) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m eval.video_data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("benchmark", choices=BENCHMARKS)
     parser.add_argument("--questions", type=Path, required=True)
     parser.add_argument("--answers", type=Path, required=True)
@@ -56,11 +71,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="default: data/video/<benchmark>_qa.jsonl")
     args = parser.parse_args(argv)
     out = args.out or Path("data/video") / f"{args.benchmark}_qa.jsonl"
+    check_input(parser, "--questions", args.questions)
+    check_input(parser, "--answers", args.answers)
+    check_input(parser, "--videos", args.videos, folder=True)
     if out.exists():
-        raise SystemExit(f"{out} exists; remove it first to rebuild it")
-    rows = build(args.questions, args.answers, args.videos)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        parser.error(f"--out: {out} exists; remove it first to rebuild it")
+    check_output(parser, "--out", out)
+    try:
+        rows = build(args.questions, args.answers, args.videos)
+    except ResultFileError as error:
+        raise SystemExit(f"error: {error}") from None
+    atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     print(f"{out}: {len(rows)} questions")
 
 

@@ -11,12 +11,15 @@ received, important ones (by [CLS] attention) in orange, diverse ones in blue.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import time
 from pathlib import Path
 
 # torch, transformers, the models and the pictures are imported once the arguments are parsed, so
 # that `--help` and argument errors answer at once.
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name, as the Hub spells model ids
 DEMO_QUESTION = ("reading", 3)  # (type, index) of the Scenette evaluation row the demo asks by default
 
 
@@ -34,7 +37,10 @@ def load(model_path: str | None):
 
     if model_path is None:
         return scenette.load_default(), f"Scenette-LLaVA, the shipped checkpoint ({scenette.CHECKPOINT})"
-    return llava.load_pretrained_model(model_path), model_path  # transformers-format or original LLaVA
+    try:
+        return llava.load_pretrained_model(model_path), model_path  # transformers-format or original LLaVA
+    except (OSError, ValueError) as error:  # not found, offline, not a supported checkpoint
+        raise SystemExit(f"demo: --model {model_path}: cannot load it: {error}") from None
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -46,10 +52,11 @@ def run(args: argparse.Namespace) -> Path:
     from llava.visualize import draw_kept_patches, pixels_to_image, side_by_side
 
     (model, processor), description = load(args.model)
+    model.to(args.device)
     row = None if args.image else demo_row()
     image = Image.open(args.image).convert("RGB") if args.image else scenette.doc_image(row)
     question = args.question or (row["prompt"] if row else "What is shown in the image?")
-    inputs = processor(text=scenette.conversation(question), images=image, return_tensors="pt")
+    inputs = processor(text=scenette.conversation(question), images=image, return_tensors="pt").to(args.device)
 
     llava.apply_pruning(model, method="vispruner", visual_token_num=args.tokens, important_ratio=args.ratio, trace=True)
     try:
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The arguments, each checked before any model loads: a bad one is a usage error naming it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model", help="a LLaVA checkpoint (local folder or hub id); default: the shipped Scenette-LLaVA"
@@ -103,17 +111,119 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=64, help="visual tokens to keep (default 64)")
     parser.add_argument("--ratio", type=float, default=0.5, help="share of important tokens, in [0, 1] (default 0.5)")
     parser.add_argument("--max-new-tokens", type=int, default=12)
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:N, mps")
     parser.add_argument("--output", type=Path, default=Path("outputs/demo_vispruner.png"))
     args = parser.parse_args(argv)
-    if args.image is not None and not args.image.is_file():
-        parser.error(f"--image: no such file: {args.image}")
+    if args.image is not None:
+        problem = image_problem(args.image)
+        if problem:
+            parser.error(f"--image {args.image}: {problem}")
+    if args.question is not None and not args.question.strip():
+        parser.error("--question: empty; leave it out for the default question")
+    if args.max_new_tokens < 1:
+        parser.error(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    problem = output_problem(args.output)
+    if problem:
+        parser.error(f"--output {args.output}: {problem}")
+    if args.model is not None:
+        problem = model_problem(args.model)
+        if problem:
+            parser.error(f"--model {args.model}: {problem}")
     from llava.pruning import create_pruner  # after --help: it imports torch
 
+    problem = device_problem(args.device)
+    if problem:
+        parser.error(f"--device {args.device}: {problem}")
     try:
         create_pruner("vispruner", args.tokens, important_ratio=args.ratio)
     except ValueError as error:
         parser.error(f"--tokens/--ratio: {error}")
     return args
+
+
+def image_problem(path: Path) -> str | None:
+    """Why `path` is not an image PIL can read in full (None: it is)."""
+    from PIL import Image
+
+    if path.is_dir():
+        return "a folder, not an image file"
+    if not path.is_file():
+        return "no such file"
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes every byte: a truncated or corrupt file fails here, not after loading a model
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return f"not a readable image ({error})"
+    return None
+
+
+def output_problem(path: Path) -> str | None:
+    """Why the picture cannot be saved at `path` (None: it can be, as far as can be told beforehand)."""
+    from PIL import Image
+
+    if path.is_dir():
+        return "is a folder; give a file name such as outputs/demo.png"
+    extensions = Image.registered_extensions()
+    if path.suffix.lower() not in extensions:
+        return f"unknown picture format {path.suffix or '(no suffix)'!r}; use e.g. .png or .jpg"
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"{parent} is a file, not a folder"
+    return None
+
+
+def model_problem(model: str) -> str | None:
+    """Why `--model` cannot be loaded, where that shows without loading it: an empty value, a local path
+    that is missing or not a checkpoint folder, a config.json naming an unsupported class (None: a Hub id,
+    or a folder whose config.json names a supported checkpoint)."""
+    from llava.checkpoints import model_class_of, original
+
+    if not model.strip():
+        return "empty"
+    path = Path(model).expanduser()
+    if not path.exists():
+        if HUB_ID.fullmatch(model):
+            return None  # a Hub id: resolved (or refused, naming it) when loading
+        return "no such folder (nor a Hub id of the form owner/name)"
+    if not path.is_dir():
+        return "not a folder (a checkpoint is a folder with config.json)"
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        return "no config.json in this folder: not a checkpoint"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"config.json is not valid JSON ({error})"
+    if not isinstance(config, dict):
+        return "config.json does not hold a JSON object"
+    if not original.is_original_layout(config):
+        try:
+            model_class_of(config, str(path))
+        except ValueError as error:
+            return str(error)
+    return None
+
+
+def device_problem(device: str) -> str | None:
+    """Why torch cannot run the demo on `device` here (None: it can)."""
+    import torch
+
+    allowed = "allowed: cpu, cuda, cuda:N, mps"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"not a device torch knows; {allowed}"
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            return f"this torch ({torch.__version__}) sees no CUDA device; use --device cpu"
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            return f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            return "MPS is not available here; use --device cpu"
+    elif parsed.type != "cpu":
+        return f"the demo does not run on {parsed.type}; {allowed}"
+    return None
 
 
 def main(argv=None) -> None:

@@ -37,6 +37,10 @@ class ConversationTemplate:
     sep2: str
 
     def prompt(self, messages: Sequence[Message]) -> str:
+        if isinstance(messages, (str, bytes)) or not all(
+            isinstance(m, (tuple, list)) and len(m) == 2 and isinstance(m[1], (str, type(None))) for m in messages
+        ):
+            raise ValueError(f"messages must be a list of (role, message or None) pairs, got {messages!r}")
         separators = (self.sep, self.sep2)
         if self.style == "two":
             text = self.system + self.sep
@@ -51,6 +55,8 @@ class ConversationTemplate:
 
     def single_turn(self, question: str) -> str:
         """The prompt for one user question, ready for the assistant's answer."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"question must be a non-empty string, got {question!r}")
         return self.prompt([(self.roles[0], question), (self.roles[1], None)])
 
 
@@ -73,6 +79,6 @@ TEMPLATES["v1"] = TEMPLATES["vicuna_v1"]  # LLaVA's own alias
 
 
 def get_template(name: str) -> ConversationTemplate:
-    if name not in TEMPLATES:
+    if not isinstance(name, str) or name not in TEMPLATES:
         raise ValueError(f"unknown conversation template {name!r}; available: {', '.join(sorted(TEMPLATES))}")
     return TEMPLATES[name]

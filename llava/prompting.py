@@ -53,28 +53,32 @@ def encode_batch(
 
     images[i] / videos[i] are the images / videos of prompts[i], in placeholder order.
     """
+    if isinstance(prompts, str) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompts must be a non-empty list of strings, got {_short(prompts)}")
     tokenizer = processor.tokenizer
-    images = list(images) or [[] for _ in prompts]
-    videos = list(videos) or [[] for _ in prompts]
-    flat_images = [image for group in images for image in group]
-    flat_videos = [video for group in videos for video in group]
-    features: dict = {}
-    if flat_images:
-        features.update(processor.image_processor(flat_images, return_tensors="pt", **(image_kwargs or {})))
-    if flat_videos:
-        if getattr(processor, "video_processor", None) is None:
-            raise ValueError(f"{type(processor).__name__} has no video processor: this model takes no videos")
-        features.update(processor.video_processor(flat_videos, return_tensors="pt"))
-
-    sequences = []
-    next_image = next_video = 0
+    images = _per_prompt(images, "images", len(prompts))
+    videos = _per_prompt(videos, "videos", len(prompts))
     for row, (prompt, prompt_images, prompt_videos) in enumerate(zip(prompts, images, videos)):
-        placeholders = _PLACEHOLDER.findall(prompt)
+        placeholders = _PLACEHOLDER.findall(prompt)  # checked before any image is processed
         if placeholders.count(IMAGE) != len(prompt_images) or placeholders.count(VIDEO) != len(prompt_videos):
             raise ValueError(
                 f"prompt {row} has {placeholders.count(IMAGE)} {IMAGE} and {placeholders.count(VIDEO)} {VIDEO} "
                 f"placeholders but {len(prompt_images)} images and {len(prompt_videos)} videos were given"
             )
+    flat_images = [image for group in images for image in group]
+    flat_videos = [video for group in videos for video in group]
+    if flat_videos and getattr(processor, "video_processor", None) is None:
+        raise ValueError(f"{type(processor).__name__} has no video processor: this model takes no videos")
+    features: dict = {}
+    if flat_images:
+        features.update(processor.image_processor(flat_images, return_tensors="pt", **(image_kwargs or {})))
+    if flat_videos:
+        features.update(processor.video_processor(flat_videos, return_tensors="pt"))
+
+    sequences = []
+    next_image = next_video = 0
+    for prompt in prompts:
+        placeholders = _PLACEHOLDER.findall(prompt)
         media = []
         for placeholder in placeholders:
             if placeholder == IMAGE:
@@ -87,6 +91,24 @@ def encode_batch(
         sequences.append(tokenize_like_llava(tokenizer, prompt, media))
     features.update(left_pad(sequences, _pad_id(tokenizer)))
     return BatchFeature(features)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _per_prompt(groups, name: str, count: int) -> list[list]:
+    """`groups` (one list per prompt; empty for none at all) checked against the prompt count."""
+    groups = list(groups)
+    if not groups:
+        return [[] for _ in range(count)]
+    if len(groups) != count or not all(isinstance(g, (list, tuple)) for g in groups):
+        raise ValueError(
+            f"{name} must hold one list per prompt ({count} prompt(s)), {name}[i] being the {name} of prompts[i], "
+            f"got {_short(groups)}"
+        )
+    return [list(g) for g in groups]
 
 
 def left_pad(sequences: Sequence[list[int]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -1,5 +1,13 @@
 """Frames from video files, sampled uniformly, for the video model families.
 
+The one sampling rule (`sample_indices`), used by `read_frames` and by the lmms-eval plugin's video
+reader (eval/plugin/media.py): Video-LLaVA's own, `np.linspace(0, n - 1, F, dtype=int)`: F frames spread
+evenly from the first to the last, each index rounded *down* (the cast truncates), exactly as Video-LLaVA's
+LanguageBind video processor (`load_and_transform_video`, decord and opencv readers) and lmms-eval's
+readers (`lmms_eval/models/model_utils/load_video.py`) pick them. One difference from lmms-eval: a clip
+with fewer frames than F repeats frames, as Video-LLaVA does, rather than returning fewer (Video-LLaVA's
+tower takes a fixed number of frames).
+
 >>> frames = read_frames("clip.mp4", num_frames=8)            # uint8 [8, H, W, 3], PyAV
 >>> frames = read_frames("clip.mp4", 8, backend="decord")     # the same frames through decord
 >>> pixel_values_videos = frames_to_pixel_values(frames, image_processor)   # [1, 8, 3, S, S]
@@ -20,13 +28,14 @@ BACKENDS = ("pyav", "decord")
 
 
 def sample_indices(total_frames: int, num_frames: int) -> list[int]:
-    """`num_frames` indices spread evenly over [0, total_frames - 1], first and last included
-    (the rule of lmms-eval's and Video-LLaVA's readers); a shorter video repeats frames."""
+    """`num_frames` indices spread evenly over [0, total_frames - 1], first and last included, each rounded
+    down: `np.linspace(0, total_frames - 1, num_frames, dtype=int)`, Video-LLaVA's and lmms-eval's rule (see
+    the module's docstring); a shorter video repeats frames."""
     if total_frames < 1:
         raise ValueError(f"the video has no frames (total_frames={total_frames})")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    return np.linspace(0, total_frames - 1, num_frames).round().astype(int).tolist()
+    return np.linspace(0, total_frames - 1, num_frames, dtype=int).tolist()
 
 
 def read_frames(path: str | Path, num_frames: int = 8, backend: str = "pyav") -> np.ndarray:

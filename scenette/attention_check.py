@@ -9,6 +9,7 @@ only a meaningful signal if [CLS] looks at the shapes and the sign rather than t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
@@ -47,10 +48,16 @@ def content_share(model, processor, seeds: list[int], batch_size: int = 16) -> d
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from efficiency.command import check_input, positive_int
+
+    parser = argparse.ArgumentParser(prog="python -m scenette.attention_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--model", help="a Scenette-LLaVA folder (default: the shipped checkpoint)")
-    parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--images", type=positive_int, default=96, help="evaluation images (default 96)")
     args = parser.parse_args(argv)
+    if args.model is not None:
+        check_input(parser, "--model", Path(args.model), folder=True)
+        check_input(parser, "--model", Path(args.model) / "config.json")
     from .model import load_default  # torch and the model classes load here, after `--help` has answered
 
     model, processor = load_default(args.model)

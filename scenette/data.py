@@ -100,20 +100,21 @@ def subset(rows: list[dict], per_type: int) -> list[dict]:
 
 
 def eval_file(qtype: str, directory: Path | None = None) -> Path:
-    """The JSONL file of one type's evaluation set, written (or rewritten if stale) on first use."""
+    """The JSONL file of one type's evaluation set, written (or rewritten if stale: the folder's manifest.json
+    does not list it as it is now) on first use. A manifest.json that is not one (not a JSON object) is a
+    ResultFileError naming it, left as it is. Each file is written whole (beside, then renamed)."""
+    from efficiency.command import atomic_write_text, read_json
+
     directory = DATA_DIR if directory is None else Path(directory)
     path = directory / f"{qtype}.jsonl"
     manifest_path = directory / "manifest.json"
     rows = eval_rows(qtype)
     stamp = {"generator_version": GENERATOR_VERSION, "fingerprint": fingerprint(rows), "rows": len(rows)}
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = read_json(manifest_path, what="Scenette's data manifest") if manifest_path.exists() else {}
     if not path.is_file() or manifest.get(qtype) != stamp:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        tmp.replace(path)
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
         manifest[qtype] = stamp
-        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -123,12 +124,19 @@ def doc_image(row: dict):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Write Scenette's fixed evaluation sets as JSONL.")
+    from efficiency.command import ResultFileError, atomic_write, check_output
+
+    parser = argparse.ArgumentParser(prog="python -m scenette.data",
+                                     description="Write Scenette's fixed evaluation sets as JSONL.")  # fmt: skip
     parser.add_argument("--output", type=Path, default=DATA_DIR, help=f"folder (default {DATA_DIR})")
     parser.add_argument("--images", action="store_true", help="also save each row's image as PNG (for inspection)")
     args = parser.parse_args(argv)
+    check_output(parser, "--output", args.output, folder=True, exist_ok=True)
     for qtype in QUESTION_TYPES:
-        path = eval_file(qtype, args.output)
+        try:
+            path = eval_file(qtype, args.output)
+        except ResultFileError as error:
+            raise SystemExit(f"error: {error}") from None
         rows = eval_rows(qtype)
         answers = {}
         for row in rows:
@@ -140,7 +148,7 @@ def main(argv=None) -> None:
             folder = args.output / "images"
             folder.mkdir(parents=True, exist_ok=True)
             for row in rows:
-                doc_image(row).save(folder / f"{row['question_id']}.png")
+                atomic_write(folder / f"{row['question_id']}.png", doc_image(row).save)
 
 
 if __name__ == "__main__":

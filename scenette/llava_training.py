@@ -20,7 +20,7 @@ from .model import PATCH_SIZE, Sizes, build_processor, new_model
 from .prompt import training_conversation
 from .questions import CATEGORIES, QUESTION_TYPES, make_question, question_rng
 from .scene import BACKGROUND_LABEL, render, sample_scene
-from .training import Log, run_loop, train_scene_seeds
+from .training import Log, run_loop, save_folder, train_scene_seeds
 from .vision_training import MIN_PIXELS, to_pixels
 
 STAGE_OFFSET = 5 * 10**8
@@ -251,9 +251,7 @@ def train(args: argparse.Namespace) -> Path:
         validate,
     )
     model.eval()
-    output = args.output or args.run_dir / "model"
-    output.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output)
-    processor.save_pretrained(output)
+    output = save_folder(args.output or args.run_dir / "model",
+                         lambda folder: (model.save_pretrained(folder), processor.save_pretrained(folder)))  # fmt: skip
     log(f"llava: saved {output} ({result['seconds']:.0f} s this call)")
     return output

@@ -20,29 +20,54 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from efficiency.command import ResultFileError, check_output, finite_float, non_negative_int, positive_int
+
 # Training writes relative to the current directory (never into the installed package); stage 2
 # finds the stage-1 tower here.
 RUNS_DIR = Path("runs") / "scenette"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2400)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--signs", type=int, default=4, help="signs per pretraining scene (the benchmark has 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save-every", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scenette.train_vision", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--steps", type=positive_int, default=2400)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--lr", type=finite_float(0, None, low_open=True), default=2e-3)
+    parser.add_argument("--warmup", type=non_negative_int, default=100)
+    parser.add_argument(
+        "--signs", type=positive_int, default=4, help="signs per pretraining scene (the benchmark has 1)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--save-every", type=positive_int, default=50)
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (default 0: torch's choice)")
     parser.add_argument(
         "--run-dir", type=Path, default=RUNS_DIR, help=f"the resumable state and the trained tower (default {RUNS_DIR})"
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def check_run_dir(parser: argparse.ArgumentParser, run_dir: Path, stage: str) -> None:
+    """Before training starts: the run folder can be written, and a state left there resumes (read with
+    weights_only=True: a state file can hold tensors and numbers, never code)."""
+    check_output(parser, "--run-dir", run_dir, folder=True, exist_ok=True)
+    state = run_dir / f"{stage}-state.pt"
+    if state.exists():
+        from .training import load_state
+
+        try:
+            load_state(state)
+        except ResultFileError as error:
+            raise SystemExit(f"error: --run-dir {run_dir}: {error}") from None
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_run_dir(parser, args.run_dir, "vision")
     from .vision_training import train  # torch loads here, after `--help` has answered
 
     train(args)

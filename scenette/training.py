@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+from efficiency.command import ResultFileError
 
 from .data import TRAIN_SEED_STRIDE
 
@@ -27,6 +32,42 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+STATE_KEYS = ("step", "modules", "optimizer", "torch_rng")
+
+
+def load_state(path: Path) -> dict:
+    """A resumable training state saved by `run_loop`, read with `torch.load(weights_only=True)`: tensors,
+    numbers, strings and containers only, so a state file from an untrusted run folder cannot run code
+    (a pickle could). A file that is not such a state is a ResultFileError naming it (left as it is)."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError, EOFError...)
+        raise ResultFileError(f"{path}: not a training state this code can resume from ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''}); it is left as it is: move it away "
+                              "to start that stage afresh") from None  # fmt: skip
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ResultFileError(f"{path}: not a training state: no {', '.join(missing)}; it is left as it is")
+    return state
+
+
+def save_folder(output: Path, save: Callable[[Path], None]) -> Path:
+    """Write a model folder: `save(temporary)` into a fresh folder beside `output`, then each file moved in by
+    rename, so every file there is whole (old or new, never half written); files of `output` the save does
+    not write (a training log) stay. Returns `output`."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent))
+    try:
+        save(temporary)
+        output.mkdir(exist_ok=True)
+        for path in sorted(temporary.iterdir()):
+            os.replace(path, output / path.name)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return output
 
 
 class Log:
@@ -61,8 +102,8 @@ def run_loop(
     other jobs.)"""
     state_path = run_dir / f"{name}-state.pt"
     start = 0
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+    if state_path.exists():
+        state = load_state(state_path)
         for key, module in modules.items():
             module.load_state_dict(state["modules"][key])
         optimizer.load_state_dict(state["optimizer"])

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from .glyphs import GLYPHS
 from .model import CLIP_MEAN, CLIP_STD, PATCH_SIZE, Sizes, vision_config
 from .scene import COLOURS, SHAPES, SIGN_LABEL, render, sample_scene
-from .training import Log, run_loop, train_scene_seeds
+from .training import Log, run_loop, save_folder, train_scene_seeds
 
 STAGE_OFFSET = 0
 MIN_PIXELS = 16  # a patch belongs to the thing covering at least this many of its 196 pixels
@@ -193,7 +193,6 @@ def train(args: argparse.Namespace) -> Path:
         args.save_every,
         log,
     )
-    output = args.run_dir / "vision_tower"
-    tower.save_pretrained(output)
+    output = save_folder(args.run_dir / "vision_tower", tower.save_pretrained)
     log(f"vision: saved {output} ({result['seconds']:.0f} s this call)")
     return output

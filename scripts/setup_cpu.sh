@@ -4,6 +4,7 @@
 # without the requirements listed in requirements/lmms-eval-left-out.txt.
 # Safe to run again: an existing .venv is reused and brought to the lock's versions.
 set -euo pipefail
+[ $# -eq 0 ] || { echo "setup_cpu.sh takes no arguments, got: $*" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 lock=requirements/cpu.txt
 python_version=3.11  # the lock's torch CPU wheel is built for it (scripts/lock.sh)

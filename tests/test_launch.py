@@ -214,7 +214,10 @@ def fake_lmms_eval(tmp_path, monkeypatch):
     path = [str(write_fake_lmms_eval(tmp_path)), *filter(None, [os.environ.get("PYTHONPATH")])]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
     monkeypatch.setattr(launch, "_validate_method", lambda args: None)
-    return ["--model", "/ckpt/tiny", "--results", str(tmp_path / "results")]
+    checkpoint = tmp_path / "ckpt" / "tiny"  # a real run checks that the checkpoint is there (never loaded here)
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "config.json").write_text("{}")
+    return ["--model", str(checkpoint), "--results", str(tmp_path / "results")]
 
 
 def fake_run(task, options):

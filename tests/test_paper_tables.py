@@ -124,7 +124,9 @@ def plant(cell: list[str], results: Path) -> Path:
     """The results folder of a recipe cell, as a finished run leaves it (lmms-eval's file, or the judge's)."""
     from eval import launch
 
-    args = launch.parse_args(cell + ["--results", str(results), "--model", "/ckpt/Some-7B-model"])
+    # --dry-run: parsed as a run would be, without looking for the (absent) checkpoint
+    args = launch.parse_args(cell + ["--results", str(results), "--model", "/ckpt/Some-7B-model", "--dry-run"],
+                             method_check=False)  # fmt: skip
     out = launch.output_folder(args)
     (out / "model_id").mkdir(parents=True)
     (out / "benchmark.json").write_text(json.dumps(args.spec.describe()))

@@ -224,9 +224,10 @@ def test_bad_arguments_say_what_is_allowed(argv, message, yes_checkpoint, capsys
     assert message in capsys.readouterr().err
 
 
-def test_budgets_above_the_visual_tokens_are_refused(yes_checkpoint, tmp_path):
-    with pytest.raises(SystemExit, match="has 576 visual tokens per image"):
+def test_budgets_above_the_visual_tokens_are_refused(yes_checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as error:  # from the checkpoint's config, before the model loads
         sweep(yes_checkpoint, tmp_path, "--methods", "vispruner", "--budgets", "1000")
+    assert error.value.code == 2 and "has 576 visual tokens per image; allowed: 1 to 576" in capsys.readouterr().err
 
 
 # --- dry run -------------------------------------------------------------------------------------

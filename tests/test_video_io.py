@@ -23,8 +23,8 @@ def video_file(tmp_path_factory):
 
 
 def test_uniform_indices():
-    assert sample_indices(40, 8) == [0, 6, 11, 17, 22, 28, 33, 39]
-    assert sample_indices(3, 5) == [0, 0, 1, 2, 2]  # short clips repeat frames
+    assert sample_indices(40, 8) == [0, 5, 11, 16, 22, 27, 33, 39]  # rounded down, as Video-LLaVA's cast
+    assert sample_indices(3, 5) == [0, 0, 1, 1, 2]  # short clips repeat frames
     with pytest.raises(ValueError, match="num_frames"):
         sample_indices(10, 0)
 
@@ -53,3 +53,26 @@ def test_frames_become_pixel_values_videos(video_file):
         size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, image_mean=CLIP_MEAN, image_std=CLIP_STD
     )
     assert frames_to_pixel_values(read_frames(video_file, 4), processor).shape == (1, 4, 3, 32, 32)
+
+
+def test_the_rule_is_video_llavas_and_lmms_evals():
+    """Video-LLaVA's processor picks np.linspace(0, n - 1, F, dtype=int); lmms-eval's readers compute the same
+    indices (and, for a clip shorter than F, fewer frames where Video-LLaVA repeats them: we repeat)."""
+    load_video = pytest.importorskip("lmms_eval.models.model_utils.load_video")
+    for total in range(1, 130):
+        for frames in (1, 4, 8, 16):
+            rule = np.linspace(0, total - 1, frames, dtype=int).tolist()  # Video-LLaVA's load_and_transform_video
+            assert sample_indices(total, frames) == rule, (total, frames)
+            if total >= frames:
+                assert rule == load_video._compute_uniform_indices(total, frames).tolist(), (total, frames)
+
+
+def test_the_plugin_reads_the_frames_lmms_evals_reader_reads(video_file):
+    """eval/plugin/media.py (the lmms-eval model's video reader) against lmms-eval's own PyAV reader."""
+    load_video = pytest.importorskip("lmms_eval.models.model_utils.load_video")
+    from eval.plugin.media import sample_frames
+
+    with av.open(str(video_file)) as container:
+        theirs = np.stack([frame.to_ndarray(format="rgb24") for frame in load_video.load_video_stream(container, 8)])
+    assert np.array_equal(sample_frames(str(video_file), 8), theirs)
+    assert np.array_equal(read_frames(video_file, 8), theirs)

@@ -31,6 +31,7 @@ class StandInJudge(BaseHTTPRequestHandler):
     calls: list = []
     flaky: set = set()  # questions answered with garbage first, then properly
     broken: set = set()  # questions that always fail
+    unsure: set = set()  # questions always answered with a pred that is neither yes nor no
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -46,6 +47,8 @@ class StandInJudge(BaseHTTPRequestHandler):
         if question in self.flaky:
             self.flaky.discard(question)
             reply = "I think it matches."
+        elif question in self.unsure:
+            reply = str({"pred": "unknown", "score": 3})
         else:
             reply = str({"pred": "yes", "score": 4}) if answer in pred else str({"pred": "no", "score": 1})
         payload = json.dumps({"model": body["model"] + "-0001", "choices": [{"message": {"content": reply}}]}).encode()
@@ -64,7 +67,7 @@ def endpoint():
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandInJudge)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    StandInJudge.calls, StandInJudge.flaky, StandInJudge.broken = [], set(), set()
+    StandInJudge.calls, StandInJudge.flaky, StandInJudge.broken, StandInJudge.unsure = [], set(), set(), set()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
     server.shutdown()
 
@@ -136,8 +139,42 @@ def test_a_missing_key_is_a_clear_error(tmp_path, monkeypatch):
 def test_verdict_parsing():
     assert judge.parse_verdict("Sure: {'pred': 'yes', 'score': 4}") == ("yes", 4.0)
     assert judge.parse_verdict(str({"pred": "No", "score": 0})) == ("no", 0.0)
+    assert judge.parse_verdict(str({"pred": " 'No, it is not.'", "score": 1})) == ("no", 1.0)
     with pytest.raises(ValueError):
         judge.parse_verdict("no dict here")
+
+
+@pytest.mark.parametrize("pred", ["unknown", "not sure", "none", "nope", "I cannot tell", "", "maybe yes", "nos"])
+def test_a_pred_that_is_not_the_word_yes_or_no_is_unparsed_never_no(pred):
+    with pytest.raises(judge.UnparsedVerdict):
+        judge.parse_verdict(str({"pred": pred, "score": 2}))
+
+
+def test_unparsed_replies_are_counted_apart_and_not_asked_again(endpoint, tmp_path, monkeypatch, capsys, waits):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    write_predictions(tmp_path, DOCS, PREDS)
+    StandInJudge.unsure = {DOCS[2]["question"]}
+    assert judge.main([str(tmp_path), "--judge-endpoint", endpoint]) == 0
+    summary = json.loads((tmp_path / judge.JUDGED).read_text())
+    assert (summary["judged"], summary["unparsed"], summary["failed"]) == (3, 1, 0)
+    assert summary["accuracy"] == pytest.approx(100 * 2 / 3)  # 'unknown' is not a "no"
+    assert "1 replies held no yes/no verdict (unparsed)" in capsys.readouterr().out
+    assert [q for _, _, q in StandInJudge.calls].count(DOCS[2]["question"]) == judge.JudgeConfig().retries
+    calls = len(StandInJudge.calls)
+    assert judge.main([str(tmp_path), "--judge-endpoint", endpoint]) == 0 and len(StandInJudge.calls) == calls
+
+
+@pytest.mark.parametrize("endpoint, allowed", [
+    ("https://api.openai.com/v1/chat/completions", True), ("http://localhost:8000/v1", True),
+    ("http://127.0.0.1:9/v1", True), ("http://[::1]:9/v1", True), ("http://api.example.com/v1", False),
+    ("http://10.0.0.5/v1", False), ("ftp://example.com/x", False), ("api.openai.com/v1", False),
+])  # fmt: skip
+def test_the_key_goes_only_over_https_or_to_this_machine(endpoint, allowed):
+    if allowed:
+        judge.JudgeConfig(endpoint=endpoint)
+    else:
+        with pytest.raises(ValueError, match="--judge-endpoint"):
+            judge.JudgeConfig(endpoint=endpoint)
     assert "{'pred': 'yes', 'score': 4.8}" in judge.USER_PROMPT.format(question="q", answer="a", pred="p")
 
 
@@ -173,12 +210,12 @@ def test_frames_are_sampled_uniformly(tmp_path):
     frames = sample_frames(str(path), 4)
     assert frames.shape == (4, 32, 32, 3)
     brightness = frames.reshape(4, -1).mean(1)
-    expected = np.array([2, 7, 12, 17]) * 12  # middles of 4 equal segments of 20 frames
+    expected = np.array([0, 6, 12, 19]) * 12  # np.linspace(0, 19, 4, dtype=int): llava.video.sample_indices
     assert np.allclose(brightness, expected, atol=6)
     assert sample_frames(str(path), 30).shape[0] == 30  # fewer frames than asked: repeats
 
 
-def test_video_data_joins_questions_answers_and_videos(tmp_path):
+def test_video_data_joins_questions_answers_and_videos(tmp_path, capsys):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "v_abc.mp4").write_bytes(b"")
@@ -198,6 +235,7 @@ def test_video_data_joins_questions_answers_and_videos(tmp_path):
         ("1", "a", "v_abc.mp4"),
         ("2", "b", "xyz.avi"),
     ]
-    with pytest.raises(SystemExit, match="exists"):
+    with pytest.raises(SystemExit) as refused:
         video_data.main(["msvd", "--questions", str(tmp_path / "q.json"), "--answers", str(tmp_path / "a.json"),
                          "--videos", str(videos), "--out", str(out)])  # fmt: skip
+    assert refused.value.code == 2 and "exists" in capsys.readouterr().err

@@ -26,25 +26,9 @@ def split_visuals(visuals) -> tuple[list[Image.Image], list[str]]:
 
 
 def sample_frames(path: str, num_frames: int) -> np.ndarray:
-    """`num_frames` frames spread uniformly over the video (the middle of equal segments), [F, H, W, 3] uint8.
+    """`num_frames` frames spread evenly over the video, [F, H, W, 3] uint8: `llava.video.read_frames`, whose
+    rule (`llava.video.sample_indices`: Video-LLaVA's `np.linspace(0, n - 1, F, dtype=int)`, also lmms-eval's)
+    is the one every video reader here follows. Only the picked frames are converted to arrays."""
+    from llava.video import read_frames
 
-    Only the picked frames are converted to arrays, so long videos do not fill memory.
-    """
-    import av  # only video tasks need it
-
-    with av.open(path) as container:
-        total = container.streams.video[0].frames or sum(1 for _ in container.decode(video=0))
-    if total == 0:
-        raise ValueError(f"{path}: no video frames could be decoded")
-    segment = total / num_frames
-    picks = [min(total - 1, int(segment * (i + 0.5))) for i in range(num_frames)]  # repeats when frames are few
-    wanted, frames = set(picks), {}
-    with av.open(path) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            if index in wanted:
-                frames[index] = frame.to_ndarray(format="rgb24")
-            if index >= picks[-1]:
-                break
-    if len(frames) < len(wanted):
-        raise ValueError(f"{path}: the container claims {total} frames but fewer could be decoded")
-    return np.stack([frames[i] for i in picks])
+    return read_frames(path, num_frames, backend="pyav")

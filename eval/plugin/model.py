@@ -27,6 +27,7 @@ from llava.conversation import get_template
 from llava.models.llava_next import pin_paper_resolution
 from llava.prompting import IMAGE, VIDEO, encode_batch
 
+from .arguments import check_before_loading, check_device
 from .media import sample_frames, split_visuals
 from .response_log import ResponseLog, answer_key
 from .task_options import TaskOptions
@@ -85,6 +86,7 @@ class PrunedLlava(lmms):
         self.template = get_template(conv_template)
         self.video_frames = _positive_int(video_frames, "video_frames")
         self.task_options = TaskOptions(task_options_as)
+        check_before_loading(pretrained, method, visual_token_num, method_options, response_log)
 
         torch_dtype = _dtype(dtype, self._device)
         self.model, self.processor = llava.load_pretrained_model(
@@ -261,7 +263,7 @@ def resolve_device(requested: str, local_rank: int | None = None) -> torch.devic
     """The device to run on: `requested` (its `local_rank`-th GPU in a multi-process run), or the CPU
     when it names CUDA and this machine has none: lmms-eval's --device defaults to cuda, which would
     otherwise stop a CPU-only user with "Torch not compiled with CUDA enabled"."""
-    device = torch.device(requested)
+    device = torch.device(check_device(requested))
     if device.type == "cuda" and local_rank is not None:
         device = torch.device("cuda", local_rank)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -277,9 +279,11 @@ def _warn_cpu_fallback(requested: str) -> None:
 
 
 def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
     if number < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

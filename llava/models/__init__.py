@@ -11,13 +11,17 @@ encoders `clip.py`, `siglip.py`, `qwen_vision.py`, each declaring the signals it
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
 
+import torch
+
 from ..patching import InstancePatch
-from ..pruning import create_pruner
+from ..pruning import create_pruner, list_methods
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 
@@ -46,6 +50,10 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
     `llava.list_methods()` names the methods and each method's module documents its options and what
     `visual_token_num` means. Methods needing a signal the model cannot provide raise ValueError.
 
+    Every argument is checked before the model is touched: a bad one raises (TypeError for an object
+    that is not a model, ValueError otherwise, naming the argument, its value and what is allowed) and
+    leaves the model exactly as it was, an earlier pruning with its config and trace included.
+
     `trace=True` records what the model really keeps: `model.pruning_trace` is then a list with one
     `llava.trace.PrunedCall` per model call that pruned (a `forward`; a `generate`, whose prefill
     prunes), each listing a `llava.trace.KeptTokens` per image, anyres part and video frame (and, for
@@ -54,56 +62,162 @@ def apply_pruning(model, method: str = "vispruner", visual_token_num: int = 64, 
     `remove_pruning` takes it away. Tracing leaves every output as it is; without it nothing is
     recorded and nothing extra runs.
 
+    Copies, pickles and saved checkpoints:
+    * `copy.deepcopy(model)` is an independent pruned model: its own weights, the same method, options
+      and model options, tracing on or off as here with an empty trace (the pruner is deep-copied too,
+      so `random` continues its stream from the same state); `remove_pruning` works on either alone.
+      `copy.copy(model)` is refused (a shallow copy would share the patched parts). A deep copy of a
+      part of a pruned model (e.g. `model.model`) is that part unpruned.
+    * `pickle` / `torch.save` store the stock model plus the pruning settings, and loading re-applies
+      the pruning (this package must be importable there); the trace is not stored. That works where
+      the stock model pickles: transformers models do until their first forward installs its
+      output-capturing hooks, which pickle cannot store (a pruned model then fails the same way).
+    * `model.save_pretrained(folder)` saves the stock weights and config only: the folder loads as an
+      unpruned model, and pruning is applied again after loading.
+
     >>> llava.apply_pruning(model, "vispruner", visual_token_num=64, trace=True)
     >>> model.generate(**inputs)
     >>> image = model.pruning_trace[-1].parts[0]     # image.kept, image.important, image.diverse, image.grid
     """
-    host_names = _host_options(_host(model))
+    attach = _host(model, "apply_pruning")
+    if not isinstance(method, str):
+        raise ValueError(
+            f"method must be the name of a pruning method (one of {', '.join(list_methods())}), got {method!r}"
+        )
+    host_names = _host_options(attach)
     host_options = {name: options.pop(name) for name in list(options) if name in host_names}
-    also = f"; {type(model).__name__} accepts {', '.join(host_names)}" if host_names else ""
+    also = f"; {type(model).__name__} accepts {', '.join(host_names) if host_names else 'no model options'}"
     pruner = create_pruner(method, visual_token_num, also_accepted=also, **options)
     return attach_pruner(model, pruner, trace=trace, **host_options)
 
 
 def attach_pruner(model, pruner: TokenPruner, *, trace: bool = False, **host_options):
-    """`apply_pruning` with a pruner object already built (e.g. one outside the registry); returns the model."""
+    """`apply_pruning` with a pruner object already built (e.g. one outside the registry); returns the model.
+    A failure leaves the model as it was, an earlier pruning included."""
+    attach = _host(model, "attach_pruner")
+    if not isinstance(pruner, TokenPruner):
+        raise TypeError(
+            f"pruner must be a llava.pruning.TokenPruner (e.g. llava.create_pruner(...)), got {type(pruner).__name__}"
+        )
     if not isinstance(trace, bool):
         raise ValueError(f"trace must be True or False, got {trace!r}")
-    attach = _host(model)
-    remove_pruning(model)
+    allowed = _host_options(attach)
+    unknown = sorted(set(host_options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown model option(s) {', '.join(unknown)} for {type(model).__name__}; "
+            f"allowed: {', '.join(allowed) or 'none'}"
+        )
+    previous: InstancePatch | None = model.__dict__.get(_PATCH_ATTR)
+    if previous is not None:
+        previous.suspend()  # off while the new pruning attaches; back on if that fails
     patch = InstancePatch()
     tracer = Tracer(pruner.name) if trace else None
     try:
         attach(model, pruner, patch, tracer, **host_options)
         if tracer is not None:
             tracer.wrap_entry_points(model, patch)
+        patch.set(model, "pruning_config", dataclasses.replace(pruner.config, host_options=dict(host_options)))
+        if tracer is not None:
+            patch.set(model, "pruning_trace", tracer.records)
+        _patch_copying(model, patch, _Settings(pruner, trace, dict(host_options)))
+        patch.set(model, _PATCH_ATTR, patch)
     except BaseException:
         patch.undo()
+        if previous is not None:
+            previous.resume()
         raise
-    patch.set(model, "pruning_config", dataclasses.replace(pruner.config, host_options=host_options))
-    if tracer is not None:
-        patch.set(model, "pruning_trace", tracer.records)
-    patch.set(model, _PATCH_ATTR, patch)
     return model
 
 
 def remove_pruning(model):
-    """Undo `apply_pruning` (a no-op on an unpruned model), its trace included; returns the same model."""
+    """Undo `apply_pruning` (a no-op on an unpruned model), its trace included; returns the same model.
+    Anything but a model of a supported class is refused (TypeError for a non-model, ValueError for an
+    unsupported model class), naming the supported classes."""
+    _host(model, "remove_pruning")
     patch: InstancePatch | None = model.__dict__.get(_PATCH_ATTR)
     if patch is not None:
         patch.undo()
     return model
 
 
-def _host(model) -> Callable:
+def _supported() -> str:
+    return ", ".join(sorted(name.rsplit(".", 1)[1] for name in HOSTS))
+
+
+def _host(model, caller: str = "apply_pruning") -> Callable:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"{caller} takes a model (an instance of one of: {_supported()}), got {type(model).__name__} "
+            f"{_short(model)}"
+        )
     for cls in type(model).__mro__:
         module = HOSTS.get(f"{cls.__module__}.{cls.__qualname__}")
         if module is not None:
             return importlib.import_module(f".{module}", __name__).attach
-    supported = ", ".join(sorted(name.rsplit(".", 1)[1] for name in HOSTS))
-    raise ValueError(f"pruning does not support {type(model).__name__}; supported model classes: {supported}")
+    raise ValueError(f"pruning does not support {type(model).__name__}; supported model classes: {_supported()}")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _host_options(attach: Callable) -> list[str]:
     parameters = inspect.signature(attach).parameters.values()
     return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+# --- copies and pickles of a pruned model -------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Settings:
+    """What a copy or an unpickled pruned model re-applies."""
+
+    pruner: TokenPruner
+    trace: bool
+    host_options: dict
+
+
+def _patch_copying(model, patch: InstancePatch, settings: _Settings) -> None:
+    """Make `copy.deepcopy` and `pickle` of the model (both look `__reduce_ex__` up on the instance) build
+    from the stock state and re-apply `settings`; a part of the model copies or pickles unpruned."""
+    for obj in patch.objects():
+        if obj is not model:
+            patch.set(obj, "__reduce_ex__", functools.partial(_reduce_part, obj, patch))
+    patch.set(model, "__reduce_ex__", functools.partial(_reduce_pruned, model, patch, settings))
+
+
+def _reduce_part(obj, patch: InstancePatch, protocol: int):
+    return copyreg.__newobj__, (type(obj),), patch.stock_state(obj)
+
+
+def _reduce_pruned(model, patch: InstancePatch, settings: _Settings, protocol: int):
+    return _pruned_shell, (type(model),), (patch.stock_state(model), settings)
+
+
+def _pruned_shell(cls):
+    """A bare instance whose (one-off, instance-level) `__setstate__` restores the stock state and
+    re-applies the pruning: pickle and copy both look `__setstate__` up on the instance."""
+    shell = cls.__new__(cls)
+    shell.__dict__["__setstate__"] = functools.partial(_restore_pruned, shell)
+    return shell
+
+
+def _restore_pruned(model, state) -> None:
+    del model.__dict__["__setstate__"]
+    stock, settings = state
+    model.__setstate__(stock)
+    shared = [name for name, part in model.named_modules() if part is not model and _PART_MARK in part.__dict__]
+    if shared:
+        # a shallow copy (copy.copy) holds the original's patched parts: pruning them again would tangle both
+        model.__dict__.clear()
+        raise TypeError(
+            "copy.copy of a pruned model would share its pruned parts with the original; use copy.deepcopy "
+            "(an independent pruned model), or llava.remove_pruning(model) first"
+        )
+    attach_pruner(model, settings.pruner, trace=settings.trace, **settings.host_options)
+
+
+_PART_MARK = "__reduce_ex__"  # set on every patched part of a pruned model (`_patch_copying`)

@@ -92,6 +92,12 @@ class Host:
             provided = self.signals | {PROJECTED}
             check_signals(self.pruner, provided, f"{self.name}, before its language model,", self.note)
 
+    def check_item_tokens(self, num_tokens: int, item: str = "image") -> None:
+        """For in-LLM methods on items that always hold `num_tokens` visual tokens: settings that cannot
+        prune such an item fail now (e.g. a SparseVLM schedule above the count)."""
+        if self.inside:
+            self.pruner.check_item_tokens(num_tokens, f"{item}s of {self.name}")
+
     def check_merge_schedule(self, num_patches: int, depth: int) -> None:
         """For methods merging inside the encoder: a budget the schedule cannot reach fails now, not at
         the first image."""

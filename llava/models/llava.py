@@ -39,8 +39,10 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
     vision = model.config.vision_config
     side = vision.image_size // vision.patch_size
     if host.inside:
+        host.check_item_tokens(side * side)
         image = model.config.image_token_id
         inside.attach(host, inside.Placeholders({image: "image"}, {image: side * side}, {image: (side, side)}))
+        host.rewrite_prompts(lambda given: _rewrite(host, given))  # the placeholders stay; their count is checked
         return
     host.check_merge_schedule(side * side, clip.feature_depth(tower, model.config.vision_feature_layer))
     host.patch_encoder("get_image_features", lambda stock: _image_features(host))
@@ -77,6 +79,8 @@ def _rewrite(host: Host, given: dict):
         return None
     tower = host.inner.vision_tower
     num_tokens = clip.tokens_per_image(pixel_values, tower)
-    kept = host.pruner.kept_per_image(num_tokens, clip.patch_grid(pixel_values, tower))
+    kept = num_tokens if host.inside else host.pruner.kept_per_image(num_tokens, clip.patch_grid(pixel_values, tower))
     images = pixel_values.shape[0]
-    return rewrite_placeholders(given, host.config.image_token_id, [num_tokens] * images, [kept] * images, host.pad_id)
+    return rewrite_placeholders(
+        given, host.config.image_token_id, [num_tokens] * images, [kept] * images, host.pad_id, kind="image"
+    )

@@ -61,10 +61,10 @@ def attach_inside(host: Host, layout: str) -> bool:
         raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))} for {host.name}, got {layout!r}")
     host.check_signals()
     if host.inside:
+        images = dataclasses.replace(host, pruner=KeepAll(), tracer=None)
         if layout == "paper":  # the paper's crops, every token kept, then pruned inside the language model
-            images = dataclasses.replace(host, pruner=KeepAll(), tracer=None)
             host.patch_encoder("get_image_features", lambda stock: image_features(images, layout))
-            host.rewrite_prompts(image_rewrite(images, layout))
+        host.rewrite_prompts(image_rewrite(images, layout))  # native: the stock placeholders, their count checked
         placeholders = {host.config.image_token_id: "image"}
         video = getattr(host.config, "video_token_id", None)
         if video is not None:
@@ -243,6 +243,7 @@ def image_rewrite(host: Host, layout: str, grids_for=None):
     grids_for(given) -> per-image TileGrid (None for a single-crop image); defaults to LLaVA-NeXT's."""
     config = host.config
     hint = "; pin the processor with pin_paper_resolution(processor)" if layout == "paper" else ""
+    hint = "" if grids_for else f" (layout={layout!r}){hint}"  # a family with its own grids has no layouts
 
     def rewrite(given):
         image_sizes = given.get("image_sizes")
@@ -250,8 +251,6 @@ def image_rewrite(host: Host, layout: str, grids_for=None):
             return None
         grids = grids_for(given) if grids_for else [image_grid(config, size, layout) for size in image_sizes]
         written, fed = zip(*(placeholder_counts(config, host.pruner, grid, layout) for grid in grids))
-        return rewrite_placeholders(
-            given, config.image_token_id, written, fed, host.pad_id, f" (layout={layout!r}){hint}"
-        )
+        return rewrite_placeholders(given, config.image_token_id, written, fed, host.pad_id, hint, kind="image")
 
     return rewrite

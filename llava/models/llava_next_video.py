@@ -10,6 +10,8 @@ Budget per frame, or `video_token_num` in total per video (see `frames.py`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -18,7 +20,7 @@ from ..patching import InstancePatch
 from ..pruning.base import TokenPruner, VisionFeatures
 from ..trace import Tracer
 from . import clip, llava_next
-from .common import Host
+from .common import Host, KeepAll
 from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
 
 HOST = "LLaVA-NeXT-Video"
@@ -39,7 +41,9 @@ def attach(
 ) -> None:
     host = Host(model, pruner, patch, tracer, HOST, SIGNALS & clip.SIGNALS, NOTE)
     video_token_num = check_video_budget(host, video_token_num, video_split)
-    if llava_next.attach_inside(host, layout):
+    if llava_next.attach_inside(host, layout):  # videos stay stock: their placeholder counts are checked
+        every_token = dataclasses.replace(host, pruner=KeepAll(), tracer=None)
+        host.rewrite_prompts(video_rewrite(every_token, lambda videos: _counts(every_token, videos, None, "joint")))
         return
     host.patch_encoder("get_image_features", lambda stock: llava_next.image_features(host, layout))
     host.patch_encoder("get_video_features", lambda stock: _video_features(host, video_token_num, video_split))

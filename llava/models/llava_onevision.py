@@ -16,6 +16,7 @@ all tokens of the feature layer (`siglip.py`), handed to methods in place of [CL
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -26,7 +27,7 @@ from ..pruning.base import TokenPruner, VisionFeatures
 from ..trace import Tracer
 from . import inside, llava_next, siglip
 from .anyres import tile_grid
-from .common import PROJECTED, Host, has_select
+from .common import PROJECTED, Host, KeepAll, has_select
 from .frames import check_video_budget, tokens_per_video, video_rewrite, video_tokens
 
 HOST = "LLaVA-OneVision"
@@ -47,9 +48,15 @@ def attach(
     host.check_signals()
     video_token_num = check_video_budget(host, video_token_num, video_split)
     config = model.config
+    max_tiles(config.vision_aspect_ratio, "config.vision_aspect_ratio")  # read by every image call
     if host.inside:
         placeholders = {config.image_token_id: "image", config.video_token_id: "video"}
         inside.attach(host, inside.Placeholders(placeholders))
+        every_token = dataclasses.replace(host, pruner=KeepAll(), tracer=None)  # the stock counts, checked
+        host.rewrite_prompts(
+            llava_next.image_rewrite(every_token, "native", grids_for=functools.partial(_grids_from_call, config)),
+            video_rewrite(every_token, lambda videos: _counts(every_token, videos, None, "joint")),
+        )
         return
     host.patch_encoder("get_image_features", lambda stock: _image_features(host))
     host.patch_encoder("get_video_features", lambda stock: _video_features(host, video_token_num, video_split))
@@ -60,12 +67,29 @@ def attach(
     )
 
 
+ASPECT_PREFIX = "anyres_max_"
+
+
+def max_tiles(vision_aspect_ratio, name: str = "vision_aspect_ratio") -> int:
+    """N of "anyres_max_N" (the most tiles' worth of tokens a tile map keeps), or ValueError naming `name`."""
+    if isinstance(vision_aspect_ratio, str) and vision_aspect_ratio.startswith(ASPECT_PREFIX):
+        digits = vision_aspect_ratio.removeprefix(ASPECT_PREFIX)
+        if digits.isascii() and digits.isdigit() and int(digits) >= 1:
+            return int(digits)
+    raise ValueError(
+        f"{name} must be '{ASPECT_PREFIX}N' with N a positive integer (e.g. '{ASPECT_PREFIX}9'), "
+        f"got {vision_aspect_ratio!r}"
+    )
+
+
 def image_grids(config, image_sizes, batch_num_images=None, vision_aspect_ratio=None):
     """Per image: its TileGrid, or None for an image of a multi-image prompt (one crop, stock rule)."""
     vision = config.vision_config
     tile, side = vision.image_size, vision.image_size // vision.patch_size
-    ratio = vision_aspect_ratio or config.vision_aspect_ratio
-    max_area = int(ratio.removeprefix("anyres_max_"))
+    if vision_aspect_ratio is None:
+        max_area = max_tiles(config.vision_aspect_ratio, "config.vision_aspect_ratio")
+    else:
+        max_area = max_tiles(vision_aspect_ratio)
     patched = (
         [True] * len(image_sizes)
         if batch_num_images is None

@@ -32,7 +32,7 @@ from ..pruning.base import TokenPruner, VisionFeatures
 from ..trace import Tracer
 from . import decoder, inside, qwen_vision
 from .common import DROP, Host, has_select, patch_forward, patch_generate, prune
-from .runs import retile
+from .runs import placeholder_runs, retile, splits_into
 
 HOST = "Qwen2-VL / Qwen2.5-VL"
 # Per kind of visual input: (its encoder on model.model, its pixels argument, its grid argument).
@@ -59,6 +59,8 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
         inside.attach(host, inside.Placeholders({config.image_token_id: "image", config.video_token_id: "video"}))
         for name, _, _ in ENCODERS.values():  # the stock forward hands its keywords to the encoders too
             host.patch_encoder(name, _without_marks)
+        patch_forward(model, patch, lambda given: _check_prompt(host, given))
+        patch_generate(model, patch, lambda given: _check_prompt(host, given))
         return
     for source, (name, _, _) in ENCODERS.items():
         host.patch_encoder(name, lambda stock, source=source: _pruned_features(host, source, stock))
@@ -137,8 +139,7 @@ def _rewrite(host: Host, given: dict, text_row: bool):
     if input_ids is None or not present or any(grid is None for _, _, grid in present.values()):
         return None
     for source, (_, _, grid) in present.items():
-        if int((input_ids == token_ids[source]).sum()) != int((grid.prod(-1) // unit).sum()):
-            return None  # not the processor's full runs (already rewritten); the stock checks apply
+        _check_runs(given, source, token_ids[source], (grid.prod(-1) // unit).tolist())
     mm_token_type_ids, mask = given.get("mm_token_type_ids"), given.get("attention_mask")
     if mm_token_type_ids is None:
         raise ValueError(
@@ -162,6 +163,40 @@ def _rewrite(host: Host, given: dict, text_row: bool):
         "pixel_values_videos": DROP,
         "mm_encoder_outputs": encoded,
     }
+
+
+def _check_prompt(host: Host, given: dict) -> None:
+    """In-LLM methods keep the placeholders: the prompt's runs are checked against the grids (no rewrite)."""
+    input_ids, config = given.get("input_ids"), host.config
+    if input_ids is None:
+        return None
+    unit = config.vision_config.spatial_merge_size**2
+    token_ids = {"image": config.image_token_id, "video": config.video_token_id}
+    for source, (_, pixels, grid) in ENCODERS.items():
+        if given.get(pixels) is not None and given.get(grid) is not None:
+            _check_runs(given, source, token_ids[source], (given[grid].prod(-1) // unit).tolist())
+    return None
+
+
+def _check_runs(given: dict, source: str, token_id: int, need: list[int]) -> None:
+    """The prompt must hold each image's (video's) full run of placeholders, as the processor writes them:
+    pruning picks the kept ones out of those runs (a generate's own steps never get here with pixels)."""
+    input_ids = given["input_ids"]
+    found = int((input_ids == token_id).sum())
+    grid_name = ENCODERS[source][2]
+    if found != sum(need):
+        raise ValueError(
+            f"pruning {HOST}: the prompt holds {found} {source} placeholders (token {token_id}); the {len(need)} "
+            f"{source}(s) passed ({grid_name}) need {sum(need)} ({', '.join(map(str, need))}), one run per {source} "
+            "as the processor writes them"
+        )
+    runs = placeholder_runs(input_ids, token_id, given.get("attention_mask"))
+    if not splits_into(runs, need):
+        raise ValueError(
+            f"pruning {HOST}: the prompt's runs of {source} placeholders (token {token_id}) are "
+            f"{', '.join(map(str, runs))} long; the {len(need)} {source}(s) passed ({grid_name}) need one run "
+            f"each of {', '.join(map(str, need))}, in order"
+        )
 
 
 def _retiled(host: Host, given: dict, keep: torch.Tensor, positions: torch.Tensor, text_row: bool) -> dict:

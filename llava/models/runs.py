@@ -59,14 +59,25 @@ def retile(
 
 
 def rewrite_placeholders(
-    given: dict, token_id: int, written: Sequence[int], fed: Sequence[int], pad_token_id: int, hint: str = ""
+    given: dict,
+    token_id: int,
+    written: Sequence[int],
+    fed: Sequence[int],
+    pad_token_id: int,
+    hint: str = "",
+    kind: str = "item",
 ) -> dict | None:
     """`input_ids`, `attention_mask` and `labels` of the call arguments `given` with each run of
     `token_id` (lengths `written`, one per item in batch-major order) turned into a run of `fed`
     tokens; None when there is nothing to rewrite (no input_ids, nothing pruned, or a prompt already
-    holding the fed counts). A prompt holding neither count raises ValueError (`hint` is appended)."""
+    holding the fed counts). A prompt holding neither count, or holding the written count in runs that
+    do not split into whole items (also when nothing is pruned), raises ValueError naming the counts
+    (`kind`: what an item is, e.g. "image"; `hint` is appended)."""
     input_ids = given.get("input_ids")
-    if input_ids is None or list(written) == list(fed):
+    if input_ids is None:
+        return None
+    if list(written) == list(fed):  # nothing to rewrite; the prompt must still hold the items' runs
+        check_placeholders(given, token_id, written, hint, kind)
         return None
     counts = run_counts(input_ids, token_id, written, fed)
     if counts is None:
@@ -74,13 +85,78 @@ def rewrite_placeholders(
         if found == sum(fed):
             return None
         raise ValueError(
-            f"the prompt holds {found} placeholders of token {token_id}; the {len(written)} item(s) passed "
-            f"need {sum(written)} ({', '.join(map(str, written))}){hint}"
+            f"pruning: the prompt holds {found} placeholders of token {token_id}; the {len(written)} {kind}(s) "
+            f"passed need {sum(written)} ({_listed(written)}) as the processor writes them, or {sum(fed)} "
+            f"({_listed(fed)}) once pruned{hint}"
         )
+    _check_runs(given, token_id, written, hint, kind)
     (ids, labels), mask = retile(
         counts, [(input_ids, pad_token_id), (given.get("labels"), -100)], given.get("attention_mask")
     )
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def check_placeholders(given: dict, token_id: int, written: Sequence[int], hint: str = "", kind: str = "item") -> None:
+    """Raise ValueError unless the call's `input_ids` hold the runs of `token_id` the items need (lengths
+    `written`, as the processor writes them): for pruning that leaves the placeholders as they are."""
+    input_ids = given.get("input_ids")
+    if input_ids is None:
+        return
+    found = int((input_ids == token_id).sum())
+    if found != sum(written):
+        raise ValueError(
+            f"pruning: the prompt holds {found} placeholders of token {token_id}; the {len(written)} {kind}(s) "
+            f"passed need {sum(written)} ({_listed(written)}) as the processor writes them{hint}"
+        )
+    _check_runs(given, token_id, written, hint, kind)
+
+
+def _check_runs(given: dict, token_id: int, written: Sequence[int], hint: str, kind: str) -> None:
+    runs = placeholder_runs(given["input_ids"], token_id, given.get("attention_mask"))
+    if not splits_into(runs, written):
+        raise ValueError(
+            f"pruning: the prompt's runs of placeholder token {token_id} are {_listed(runs)} long; the "
+            f"{len(written)} {kind}(s) passed need one run each of {_listed(written)} placeholders, in order "
+            f"(adjacent {kind}s may share a run){hint}"
+        )
+
+
+def _listed(counts: Sequence[int], limit: int = 8) -> str:
+    counts = [int(c) for c in counts]
+    if len(set(counts)) == 1 and len(counts) > 1:
+        return f"{counts[0]} each"
+    shown = ", ".join(map(str, counts[:limit]))
+    return shown + (f", ... ({len(counts)} in all)" if len(counts) > limit else "")
+
+
+def placeholder_runs(input_ids: torch.Tensor, token_id: int, attention_mask: torch.Tensor | None = None) -> list[int]:
+    """Lengths of the maximal runs of `token_id` within each row, rows in order (padding ignored)."""
+    is_placeholder = input_ids == token_id
+    if attention_mask is not None and attention_mask.shape == input_ids.shape:
+        is_placeholder = is_placeholder & attention_mask.bool()
+    runs = []
+    for row in is_placeholder.tolist():
+        length = 0
+        for flag in row + [False]:
+            if flag:
+                length += 1
+            elif length:
+                runs.append(length)
+                length = 0
+    return runs
+
+
+def splits_into(runs: Sequence[int], items: Sequence[int]) -> bool:
+    """Whether consecutive `items` lengths add up to each of `runs` in turn (every run whole items)."""
+    position, total = 0, 0
+    for run in runs:
+        total = 0
+        while total < run and position < len(items):
+            total += items[position]
+            position += 1
+        if total != run:
+            return False
+    return position == len(items)
 
 
 def run_counts(

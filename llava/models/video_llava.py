@@ -47,9 +47,13 @@ def attach(
     side = config.vision_config.image_size // config.vision_config.patch_size
     video_token_num = check_video_budget(host, video_token_num, video_split)
     if host.inside:
+        host.check_item_tokens(side * side)
         if not frame_cls:
             host.patch_encoder("get_video_features", lambda stock: _stock_video_features(host, stock))
-            host.rewrite_prompts(video_rewrite(host, lambda videos: _counts(host, videos, None, frame_cls=False)))
+        host.rewrite_prompts(  # frame_cls=False drops each frame's [CLS] placeholder; else counts are checked
+            lambda given: _image_rewrite(host, given),
+            video_rewrite(host, lambda videos: _counts(host, videos, None, frame_cls=frame_cls)),
+        )
         placeholders = {config.image_token_id: "image", config.video_token_id: "video"}
         grids = {config.image_token_id: (side, side)}
         inside.attach(host, inside.Placeholders(placeholders, {config.image_token_id: side * side}, grids))
@@ -135,6 +139,8 @@ def _image_rewrite(host: Host, given: dict):
     if pixel_values is None:
         return None
     num_tokens = clip.tokens_per_image(pixel_values, host.inner.image_tower)
-    kept = host.pruner.kept_per_image(num_tokens)
+    kept = num_tokens if host.inside else host.pruner.kept_per_image(num_tokens)
     images = pixel_values.shape[0]
-    return rewrite_placeholders(given, host.config.image_token_id, [num_tokens] * images, [kept] * images, host.pad_id)
+    return rewrite_placeholders(
+        given, host.config.image_token_id, [num_tokens] * images, [kept] * images, host.pad_id, kind="image"
+    )

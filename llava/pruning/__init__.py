@@ -42,7 +42,7 @@ def list_methods() -> list[str]:
 
 def method_options(method: str) -> list[str]:
     """The options `method` accepts besides the budget: its constructor's parameters, declared once there."""
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; available: {', '.join(list_methods())}")
     parameters = inspect.signature(METHODS[method].__init__).parameters
     return [name for name in parameters if name not in ("self", "visual_token_num")]

@@ -248,6 +248,10 @@ class LanguageModelPruner(TokenPruner):
     def _layer_option(self) -> str:
         return "layers"
 
+    def check_item_tokens(self, num_tokens: int, item: str) -> None:
+        """Raise ValueError when the settings cannot prune `item` (e.g. "images of LLaVA-1.5"), each of
+        `num_tokens` visual tokens (for families where every such item has that many; checked when applied)."""
+
     def start(self, sequence: Sequence) -> Any:
         """Check the prefill input and compute per-call state from it (e.g. text raters).
 

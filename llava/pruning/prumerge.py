@@ -17,6 +17,8 @@ method picks its count adaptively (about 25 % of the tokens); here the count is 
 * each kept token is updated as x_i + sum_j a_j x_j over its `num_neighbors` (32) nearest patches
   by key cosine similarity (a_j: their [CLS] attention, not renormalised);
 * the extra token is the attention-weighted sum of all patches not kept.
+T = 1 keeps the extra token alone (the attention-weighted sum of every patch); T >= N keeps the N
+patches unchanged.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def merge(
 ) -> torch.Tensor:
     """[B, K + 1, C]: each kept token plus its neighbours' attention-weighted features, then the extra token."""
     batch, num_tokens, _ = features.shape
+    not_kept = torch.ones(batch, num_tokens, dtype=torch.bool, device=features.device).scatter_(1, kept, False)
+    extra = ((attention * not_kept).to(features.dtype)[..., None] * features).sum(dim=1, keepdim=True)
+    if kept.shape[1] == 0:  # T = 1: the extra token alone
+        return extra
     unit = F.normalize(keys.float(), dim=-1)
     similarity = gather_tokens(unit, kept) @ unit.transpose(1, 2)  # [B, K, N]
     similarity.scatter_(2, kept[..., None], float("-inf"))  # a token is not its own neighbour
@@ -71,8 +77,6 @@ def merge(
     weights = attention.gather(1, neighbors.flatten(1)).view_as(neighbors)[..., None].to(features.dtype)
     gathered = gather_tokens(features, neighbors.flatten(1)).view(*neighbors.shape, -1)
     updated = gather_tokens(features, kept) + (gathered * weights).sum(dim=2)
-    not_kept = torch.ones(batch, num_tokens, dtype=torch.bool, device=features.device).scatter_(1, kept, False)
-    extra = ((attention * not_kept).to(features.dtype)[..., None] * features).sum(dim=1, keepdim=True)
     return torch.cat([updated, extra], dim=1)
 
 

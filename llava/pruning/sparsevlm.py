@@ -20,7 +20,10 @@ Budget: as in SparseVLM's code, T is a nominal budget that names a published per
 (T = 64: 66, 30, 17; 96: 238, 48, 26; 128: 303, 110, 36; 192: 300, 200, 110 visual tokens kept after
 layers 2, 6, 15, plus the recycled ones; 96 from the v1 setting of its current main branch), chosen so
 the average visual token count over the 32 layers is about T.
-Other budgets need an explicit `schedule`.
+Other budgets need an explicit `schedule` (non-increasing, one count per layer); with one, T only names
+the run (`pruning_config`, result folders) and the schedule decides what is kept. Where every image of
+a family has the same token count N (LLaVA-1.5, Video-LLaVA images), an explicit schedule whose last
+count is >= N - 1 would prune nothing and is refused when applied.
 Deviations: scores are computed in float32; clustering breaks density ties by token order instead
 of by random jitter; rows without a rater above the mean use all their text tokens.
 """
@@ -94,13 +97,20 @@ class SparseVLM(LanguageModelPruner):
                     f"{self.visual_token_num}; pass schedule=(k1, k2, ...) with one kept count per layer"
                 )
             schedule = SCHEDULES[self.visual_token_num]
-        if isinstance(schedule, (str, bytes)) or not hasattr(schedule, "__len__"):
+        if isinstance(schedule, (str, bytes, dict, set, frozenset)) or not hasattr(schedule, "__len__"):
             raise ValueError(f"schedule must be a list of kept counts, one per layer, got {schedule!r}")
         self.schedule = tuple(check_count(k, "schedule", minimum=1) for k in schedule)
         if len(self.schedule) != len(self.layers):
             raise ValueError(
                 f"schedule must have one kept count per pruning layer ({len(self.layers)} layers), got {schedule!r}"
             )
+        if any(later > earlier for earlier, later in zip(self.schedule, self.schedule[1:])):
+            raise ValueError(
+                f"schedule must not grow from one pruning layer to the next (a later layer cannot get dropped "
+                f"tokens back), got {schedule!r}"
+            )
+        # An explicit schedule decides what is kept; visual_token_num then only names the run.
+        self._explicit = self.schedule != SCHEDULES.get(self.visual_token_num)
 
     @property
     def options(self) -> dict:
@@ -108,6 +118,17 @@ class SparseVLM(LanguageModelPruner):
 
     def stages(self) -> tuple[int, ...]:
         return tuple(layer + 1 for layer in self.layers)
+
+    def check_item_tokens(self, num_tokens: int, item: str) -> None:
+        """An explicit schedule that keeps every token of such an item at each layer is refused: the config
+        would name a budget (visual_token_num) while nothing is pruned."""
+        if self._explicit and self.schedule[-1] >= num_tokens - 1:
+            raise ValueError(
+                f"sparsevlm's schedule {self.schedule} cannot prune the {num_tokens}-token {item}: each pruning "
+                f"layer keeps min(k, {num_tokens} - 1) tokens and recycles the rest into merged ones, so every layer "
+                f"would keep all {num_tokens} (whatever visual_token_num={self.visual_token_num} says); pass counts "
+                f"below {num_tokens - 1}"
+            )
 
     def check_depth(self, num_layers: int) -> None:
         for layer in self.layers:

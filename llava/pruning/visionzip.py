@@ -12,6 +12,9 @@ remaining patches are split into C targets, evenly spaced in raster order, and t
 other patch joins the target whose head-mean key is most similar (cosine), and each contextual
 token is its target's feature plus the mean of the features that joined it. T >= N keeps all
 patches unchanged.
+Where parts of an image or video share one budget (e.g. Video-LLaVA's `video_split="even"`, a part of
+budget b), C follows the part: round(b * 10 / 64) by default, else an explicit C scaled to
+round(C * b / T), at most b - 1.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class VisionZip(VisionTokenPruner):
 
     def __init__(self, visual_token_num: int, contextual_num: int | None = None):
         super().__init__(visual_token_num)
+        self._default_contextual = contextual_num is None
         if contextual_num is None:
             contextual_num = default_contextual(self.visual_token_num)
         self.contextual_num = check_count(contextual_num, "contextual_num")
@@ -86,6 +90,15 @@ class VisionZip(VisionTokenPruner):
     @property
     def options(self) -> dict:
         return {"contextual_num": self.contextual_num}
+
+    def with_budget(self, visual_token_num: int) -> VisionZip:
+        """The same method for a part of budget b: C by the default rule, or an explicit C scaled to b."""
+        if visual_token_num == self.visual_token_num:
+            return self
+        if self._default_contextual:
+            return type(self)(visual_token_num)
+        scaled = int(self.contextual_num * visual_token_num / self.visual_token_num + 0.5)
+        return type(self)(visual_token_num, min(scaled, visual_token_num - 1))
 
     def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
         if self.visual_token_num >= num_tokens or self.contextual_num == 0:

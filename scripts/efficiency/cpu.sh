@@ -11,7 +11,13 @@ python=.venv/bin/python; [ -x "$python" ] || python=python
 output=results/efficiency/cpu-small.json
 if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then output=$1; shift; fi
 max_load=1.5
-if [ "${1:-}" = "--max-load" ]; then max_load=$2; shift 2; fi
+if [ "${1:-}" = "--max-load" ]; then
+  if [ $# -lt 2 ] || ! [[ "$2" =~ ^[0-9]+([.][0-9]+)?$ ]]; then
+    echo "cpu.sh: --max-load needs a number >= 0 (a 1-minute load average), got '${2:-}'" >&2
+    exit 2
+  fi
+  max_load=$2; shift 2
+fi
 load=$(cut -d' ' -f1 /proc/loadavg)
 if awk -v l="$load" -v m="$max_load" 'BEGIN { exit !(l > m) }'; then
   echo "cpu.sh: 1-minute load average $load > $max_load: the machine is busy and timings would not be honest." >&2

@@ -5,9 +5,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 python=.venv/bin/python; [ -x "$python" ] || python=python
+[ $# -le 1 ] || { echo "flops.sh: one argument at most (OUT_DIR), got $#: $*" >&2; exit 2; }
 out=${1:-results/efficiency}
-[ -e "$out/flops.md" ] && { echo "flops.sh: $out/flops.md exists; remove it or choose another OUT_DIR" >&2; exit 1; }
+[ ! -e "$out" ] || [ -d "$out" ] || { echo "flops.sh: OUT_DIR $out is a file, not a folder" >&2; exit 2; }
+for file in "$out/flops.md" "$out/flops-llava-1.5-7b.json" "$out/flops-llava-next-7b.json"; do
+  [ -e "$file" ] && { echo "flops.sh: $file exists; remove it or choose another OUT_DIR" >&2; exit 1; }
+done
 mkdir -p "$out"
+partial=$(mktemp "$out/.flops.md.XXXXXX")  # flops.md appears whole or not at all
+trap 'rm -f "$partial"' EXIT
 {
   echo "# FLOPs"; echo
   echo "Command: \`bash scripts/efficiency/flops.sh\` (pure arithmetic from the model configs; no hardware involved)."; echo
@@ -18,5 +24,7 @@ mkdir -p "$out"
     "$python" -m efficiency.flops exact --shape "$shape" --methods none vispruner fastv visionzip random \
       --json "$out/flops-$shape.json" | grep -v '^wrote '
   done
-} > "$out/flops.md"
+} > "$partial"
+chmod 644 "$partial"
+mv "$partial" "$out/flops.md"
 echo "wrote $out/flops.md"
