@@ -218,3 +218,36 @@ def test_every_flag_the_scripts_pass_exists(script):
         assert not {flag for flag in flags if flag not in usage}, (module, command)
         checked += len(flags)
     assert checked >= 2
+
+
+def test_selection_scaling_times_both_routes_and_keeps_the_previous_tokens(tmp_path, capsys):
+    from efficiency import selection_scaling
+
+    out = tmp_path / "scaling.json"
+    selection_scaling.main(["--sizes", "80", "160", "--tokens", "16", "--width", "32", "--repeats", "1",
+                            "--warmup", "0", "--min-run-time", "0", "--threads", "1", "--output", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert [row["N"] for row in result["results"]] == [80, 160]
+    assert all(row["same_tokens"] and row["rounds_gather_ms"] > 0 for row in result["results"])
+    assert "exponent <= 2.3" in capsys.readouterr().out
+
+
+def test_oracle_ttft_pairs_blocks_and_feeds_vispruners_tokens(tmp_path, capsys):
+    from efficiency import oracle_ttft
+
+    out = tmp_path / "oracle.json"
+    oracle_ttft.main(["--shape", "tiny", "--tokens", "16", "--rounds", "2", "--repeats", "1", "--warmup", "0",
+                      "--min-run-time", "0", "--threads", "1", "--output", str(out)])  # fmt: skip
+    (row,) = json.loads(out.read_text())["results"]
+    assert len(row["per_round"]) == 2 and row["verdict"] in ("met", "not met", "within noise")
+    assert "same-token" not in capsys.readouterr().err
+
+
+def test_the_same_token_oracle_keeps_exactly_vispruners_tokens():
+    model = build_model(shape("tiny").config, torch.device("cpu"), torch.float32, "sdpa")
+    inputs = cases.prompt_batch(shape("tiny"), 1, torch.device("cpu"), torch.float32, POPE_PROMPT)
+    kept = cases.vispruner_kept(model, 16, inputs["pixel_values"])
+    oracle = cases.make_pruner("oracle", 16, model.config, kept)
+    assert oracle.requires == frozenset()  # no [CLS] row
+    vision = llava.models.clip.encode(model.model.vision_tower, inputs["pixel_values"], -2)
+    assert torch.equal(oracle.select(vision), kept)
