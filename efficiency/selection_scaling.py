@@ -52,19 +52,26 @@ def previous_select(features, cls_attention, visual_token_num: int, important_ra
     pool = order[:, num_important:]
     unit = F.normalize(features, dim=-1)
     pool_unit = unit.gather(1, pool[..., None].expand(-1, -1, unit.shape[-1]))
-    similarity = pool_unit @ pool_unit.transpose(1, 2)
-    batch, size = pool.shape
+    position = previous_rounds(pool_unit @ pool_unit.transpose(1, 2), num_diverse)
+    kept = torch.cat([order[:, :num_important], pool.gather(1, position)], dim=1)
+    return kept.sort(dim=-1).values
+
+
+def previous_rounds(similarity, keep: int):
+    """The rounds before issue 19, as the published loop runs them: positions [B, keep] into the pool."""
+    import torch
+
+    batch, size, _ = similarity.shape
     batch_index = torch.arange(batch)[:, None, None]
     position, remaining = torch.arange(size).expand(batch, size), size
-    while (drop := min(ROUND_SIZE, remaining - num_diverse)) > 0:
+    while (drop := min(ROUND_SIZE, remaining - keep)) > 0:
         even, odd = position[:, 0::2], position[:, 1::2]
         drop = min(drop, even.shape[1])
         best = similarity[batch_index, even[:, :, None], odd[:, None, :]].amax(dim=-1)
         by_redundancy = torch.argsort(best, dim=-1, descending=True, stable=True)
         position = torch.cat([even.gather(1, by_redundancy[:, drop:]), odd], dim=1)
         remaining -= drop
-    kept = torch.cat([order[:, :num_important], pool.gather(1, position)], dim=1)
-    return kept.sort(dim=-1).values
+    return position
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -5,23 +5,9 @@ windows (with their exact fallback and rebuilds) for large ones."""
 import pytest
 import torch
 
+from efficiency.selection_scaling import previous_rounds  # the loop before issue 19
 from llava.pruning import diversity
 from llava.pruning.diversity import diverse_positions
-
-
-def previous_rounds(similarity: torch.Tensor, keep: int) -> torch.Tensor:
-    """The rounds as the published loop runs them: one 3-D gather of the even x odd block per round."""
-    batch, size, _ = similarity.shape
-    batch_index = torch.arange(batch)[:, None, None]
-    position, remaining = torch.arange(size).expand(batch, size), size
-    while (drop := min(8, remaining - keep)) > 0:
-        even, odd = position[:, 0::2], position[:, 1::2]
-        drop = min(drop, even.shape[1])
-        best = similarity[batch_index, even[:, :, None], odd[:, None, :]].amax(dim=-1)
-        by_redundancy = torch.argsort(best, dim=-1, descending=True, stable=True)
-        position = torch.cat([even.gather(1, by_redundancy[:, drop:]), odd], dim=1)
-        remaining -= drop
-    return position
 
 
 def clustered_similarity(batch, size, clusters, seed, dtype, width=48):

@@ -21,7 +21,8 @@ def check_device(requested) -> str:
     return requested
 
 
-def _positive(value, name: str) -> None:
+def positive_int(value, name: str) -> int:
+    """`value` (an int, or a string or float holding one, as model_args arrive) as an int >= 1."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     try:
@@ -30,6 +31,7 @@ def _positive(value, name: str) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
     if number < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return number
 
 
 def check_before_loading(pretrained, method: str, visual_token_num, options: dict, response_log) -> None:
@@ -48,7 +50,7 @@ def check_before_loading(pretrained, method: str, visual_token_num, options: dic
     if method != "none":
         if visual_token_num is None:
             raise ValueError(f"visual_token_num is required with method={method} (e.g. visual_token_num=64)")
-        _positive(visual_token_num, "visual_token_num")
+        positive_int(visual_token_num, "visual_token_num")
     problem = output_problem(Path(response_log), folder=True, exist_ok=True) if response_log else None
     if problem:
         raise ValueError(f"response_log={response_log}: {problem}")

@@ -27,7 +27,7 @@ from llava.conversation import get_template
 from llava.models.llava_next import pin_paper_resolution
 from llava.prompting import IMAGE, VIDEO, encode_batch
 
-from .arguments import check_before_loading, check_device
+from .arguments import check_before_loading, check_device, positive_int
 from .media import sample_frames, split_visuals
 from .response_log import ResponseLog, answer_key
 from .task_options import TaskOptions
@@ -82,9 +82,9 @@ class PrunedLlava(lmms):
         self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
         local_rank = self.accelerator.local_process_index if self._world_size > 1 else None
         self._device = resolve_device(device, local_rank)
-        self.batch_size_per_gpu = _positive_int(batch_size, "batch_size")
+        self.batch_size_per_gpu = positive_int(batch_size, "batch_size")
         self.template = get_template(conv_template)
-        self.video_frames = _positive_int(video_frames, "video_frames")
+        self.video_frames = positive_int(video_frames, "video_frames")
         self.task_options = TaskOptions(task_options_as)
         check_before_loading(pretrained, method, visual_token_num, method_options, response_log)
 
@@ -276,18 +276,6 @@ def resolve_device(requested: str, local_rank: int | None = None) -> torch.devic
 def _warn_cpu_fallback(requested: str) -> None:
     logger.warning(f"vispruner: device {requested} requested but CUDA is not available; running on cpu "
                    "(pass --device cpu to silence this)")  # fmt: skip
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return number
 
 
 def _dtype(name: str, device: torch.device) -> torch.dtype:
