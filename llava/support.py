@@ -62,6 +62,11 @@ FAMILIES: dict[str, tuple[str, str, dict]] = {
         "build_tiny_qwen2_vl",
         {"version": "2.5", **LAYERS},
     ),
+    "transformers.models.internvl.modeling_internvl.InternVLForConditionalGeneration": (
+        "InternVL",
+        "build_tiny_internvl",
+        LAYERS,
+    ),
 }
 
 

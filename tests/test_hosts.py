@@ -7,6 +7,7 @@ import llava
 from llava.models import HOSTS
 from llava.pruning import METHODS, LanguageModelPruner, VisionTokenPruner
 from llava.testing import (
+    build_tiny_internvl,
     build_tiny_llava,
     build_tiny_llava_next,
     build_tiny_llava_next_video,
@@ -16,6 +17,7 @@ from llava.testing import (
 )
 
 BUILDERS = {
+    "internvl": build_tiny_internvl,
     "llava_next": build_tiny_llava_next,
     "video_llava": build_tiny_video_llava,
     "llava_next_video": build_tiny_llava_next_video,
@@ -43,7 +45,7 @@ def test_unsupported_classes_are_named_with_every_supported_one():
     assert "LlamaForCausalLM" in message
     for name in HOSTS:
         assert name.rsplit(".", 1)[1] in message
-    assert len(HOSTS) == 7
+    assert len(HOSTS) == 8
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))

@@ -68,6 +68,12 @@ def qwen2_vl_inputs(built, **_):
     return qwen_inputs(*built)
 
 
+def internvl_inputs(built, **_):
+    from test_internvl import internvl_batch
+
+    return internvl_batch(*built)
+
+
 INPUTS = {
     "LlavaForConditionalGeneration": llava_inputs,
     "LlavaNextForConditionalGeneration": llava_next_inputs,
@@ -76,6 +82,7 @@ INPUTS = {
     "LlavaOnevisionForConditionalGeneration": onevision_inputs,
     "Qwen2VLForConditionalGeneration": qwen2_vl_inputs,
     "Qwen2_5_VLForConditionalGeneration": qwen2_vl_inputs,
+    "InternVLForConditionalGeneration": internvl_inputs,
 }
 
 

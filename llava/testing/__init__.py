@@ -9,11 +9,13 @@ language model, so it travels the same code path as the full-size checkpoint.
 
 from .families import (
     build_family_tokenizer,
+    build_tiny_internvl,
     build_tiny_llava_next,
     build_tiny_llava_next_video,
     build_tiny_llava_onevision,
     build_tiny_qwen2_vl,
     build_tiny_video_llava,
+    internvl_image_text,
 )
 from .tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava, build_tokenizer, clip_image_processor
 
@@ -21,6 +23,7 @@ __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "build_family_tokenizer",
+    "build_tiny_internvl",
     "build_tiny_llava",
     "build_tiny_llava_next",
     "build_tiny_llava_next_video",
@@ -29,4 +32,5 @@ __all__ = [
     "build_tiny_video_llava",
     "build_tokenizer",
     "clip_image_processor",
+    "internvl_image_text",
 ]

@@ -1,7 +1,7 @@
 """Small random-weight models of the other supported families, built from configs, offline.
 
 Each builder returns `(model, image_processor, tokenizer)` for tests, demos and benchmarks: the real
-model class with a tiny CLIP / SigLIP / Qwen vision tower and a 2-layer language model. Processors
+model class with a tiny CLIP / SigLIP / Qwen / InternViT vision tower and a 2-layer language model. Processors
 that hold a video-processor slot cannot be built without torchvision (see docs/methods.md), so prompts
 with placeholders are written by the helpers below, the way the stock processors write them.
 """
@@ -11,6 +11,10 @@ from __future__ import annotations
 import torch
 from transformers import (
     CLIPVisionConfig,
+    GotOcr2ImageProcessorPil,
+    InternVLConfig,
+    InternVLForConditionalGeneration,
+    InternVLVisionConfig,
     LlamaConfig,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
@@ -238,3 +242,65 @@ def build_tiny_qwen2_vl(version: str = "2", seed: int = 0, text_layers: int = 2)
     model = _finish(model, tokenizer, seed)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=224 * 224)
     return model, image_processor, tokenizer
+
+
+INTERNVL_TOKENS = ["<img>", "</img>", "<IMG_CONTEXT>"]
+
+
+def build_tiny_internvl(
+    image_size: int = 448, patch_size: int = 14, seed: int = 0, text_layers: int = 2, use_qk_norm: bool = False
+):
+    """InternVL shaped as OpenGVLab/InternVL3-1B-hf at tiny widths (InternViT with [CLS], feature layer -1,
+    pixel shuffle 0.5: 256 tokens per 448-px tile, Qwen2 LM) and its tile-cropping image processor
+    (up to 12 tiles and a thumbnail). Prompts hold `internvl_image_text(tiles)` per image."""
+    tokenizer = build_family_tokenizer()
+    tokenizer.add_tokens(INTERNVL_TOKENS, special_tokens=True)
+    config = InternVLConfig(
+        vision_config=InternVLVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            attention_bias=True,
+            use_qk_norm=use_qk_norm,
+            norm_type="layer_norm",
+            image_size=[image_size, image_size],
+            patch_size=[patch_size, patch_size],
+            layer_scale_init_value=0.1,
+            use_mean_pooling=True,
+        ),
+        text_config=Qwen2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=text_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        ),
+        image_token_id=_ids(tokenizer, "<IMG_CONTEXT>"),
+        image_seq_length=(image_size // patch_size // 2) ** 2,
+        downsample_ratio=0.5,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    torch.manual_seed(seed)
+    model = _finish(InternVLForConditionalGeneration(config), tokenizer, seed)
+    image_processor = GotOcr2ImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        crop_to_patches=True,
+        min_patches=1,
+        max_patches=12,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    return model, image_processor, tokenizer
+
+
+def internvl_image_text(model, tiles: int) -> str:
+    """One image's placeholders as InternVL's processor writes them: <img>, 256 per tile, </img>."""
+    return "<img>" + "<IMG_CONTEXT>" * (model.config.image_seq_length * tiles) + "</img>"
