@@ -79,6 +79,22 @@ def _llama(tokenizer, layers: int, hidden: int = 64) -> LlamaConfig:
     )
 
 
+def _qwen2(tokenizer, layers: int) -> Qwen2Config:
+    """The tiny Qwen2 language model of the families that use one (OneVision, InternVL)."""
+    return Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
 def _finish(model, tokenizer, seed: int):
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -168,18 +184,7 @@ def build_tiny_llava_onevision(image_size: int = 32, patch_size: int = 8, seed: 
             patch_size=patch_size,
             vision_use_head=False,
         ),
-        text_config=Qwen2Config(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=text_layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        ),
+        text_config=_qwen2(tokenizer, text_layers),
         image_token_id=_ids(tokenizer, "<image>"),
         video_token_id=_ids(tokenizer, "<video>"),
         image_grid_pinpoints=pinpoints,
@@ -269,18 +274,7 @@ def build_tiny_internvl(
             layer_scale_init_value=0.1,
             use_mean_pooling=True,
         ),
-        text_config=Qwen2Config(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=text_layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        ),
+        text_config=_qwen2(tokenizer, text_layers),
         image_token_id=_ids(tokenizer, "<IMG_CONTEXT>"),
         image_seq_length=(image_size // patch_size // 2) ** 2,
         downsample_ratio=0.5,
