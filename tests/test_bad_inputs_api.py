@@ -28,6 +28,7 @@ from PIL import Image
 import llava
 from family_helpers import onevision_processor, random_image
 from llava.conversation import get_template
+from llava.models import HOSTS
 from llava.models.llava_next import pin_paper_resolution
 from llava.prompting import encode_batch, tokenize_like_llava
 from llava.pruning import create_pruner, list_methods
@@ -199,7 +200,8 @@ def apply(*args, **kwargs):
     return lambda model: llava.apply_pruning(model, *args, **kwargs)
 
 
-SUPPORTED = "an instance of one of: LlavaForConditionalGeneration, LlavaNextForConditionalGeneration"
+CLASSES = ", ".join(sorted(path.rsplit(".", 1)[1] for path in HOSTS))  # what the messages list
+SUPPORTED = f"an instance of one of: {CLASSES}"
 APPLY_CASES = [
     ("model None", lambda m: llava.apply_pruning(None), TypeError, f"apply_pruning takes a model ({SUPPORTED}"),
     ("model a string", lambda m: llava.apply_pruning("llava-hf/llava-1.5-7b-hf"), TypeError, "got str"),
@@ -208,7 +210,7 @@ APPLY_CASES = [
         "model of an unsupported class",
         lambda m: llava.apply_pruning(m.model.language_model),
         ValueError,
-        "pruning does not support LlamaModel; supported model classes: LlavaForConditionalGeneration",
+        f"pruning does not support LlamaModel; supported model classes: {CLASSES}",
     ),
     ("method None", apply(None), ValueError, "method must be the name of a pruning method (one of divprune"),
     ("method a list", apply(["vispruner"]), ValueError, "method must be the name of a pruning method"),
@@ -1052,7 +1054,7 @@ def config_folder(config):
     return make
 
 
-ALLOWED = "supported: LlavaForConditionalGeneration, LlavaNextForConditionalGeneration"
+ALLOWED = f"supported: {CLASSES}"
 LOAD_CASES = [
     (
         "an architecture outside the families",
@@ -1082,7 +1084,7 @@ LOAD_CASES = [
         "no architectures, another model_type",
         config_folder({"model_type": "bert"}),
         {},
-        "has no 'architectures' and model_type 'bert' is not a supported one; supported model types: llava, llava_next",
+        "has no 'architectures' and model_type 'bert' is not a supported one; supported model types: ",
     ),
     (
         "no architectures, no model_type",
