@@ -119,21 +119,28 @@ def video_tokens(
                 for video in range(frames // num_frames)
             ]
         )
-    budget_of = torch.tensor(budgets, device=vision.features.device).repeat(frames // num_frames)
+    groups = {b: [f for f in range(frames) if budgets[f % num_frames] == b] for b in sorted(set(budgets))}
     kept: list = [None] * frames
-    for budget in sorted(set(budgets)):
-        rows = (budget_of == budget).nonzero()[:, 0]
-        pruned = prune(host.pruner, vision.take(rows), budget, host.split)
+    for budget, numbers in groups.items():  # frame numbers known on the host: no device round trip
+        whole = len(numbers) == frames
+        rows = torch.tensor(numbers, device=vision.features.device)
+        pruned = prune(host.pruner, vision if whole else vision.take(rows), budget, host.split)
         if host.tracer is not None:
-            labels = [("frame", int(frame) // num_frames, int(frame) % num_frames) for frame in rows]
+            labels = [("frame", frame // num_frames, frame % num_frames) for frame in numbers]
             host.tracer.add_rows("video", vision.grid, labels, pruned.indices, pruned.important)
-        stock = None if frame_tokens is None else frame_tokens[rows]
+        stock, leads = (frame_tokens, lead) if whole else (_rows(frame_tokens, rows), _rows(lead, rows))
         tokens = _tokens_of(host, pruned, stock, project)
-        if lead is not None:
-            tokens = torch.cat([lead[rows], tokens], dim=1)
-        for row, frame in enumerate(rows.tolist()):
+        if leads is not None:
+            tokens = torch.cat([leads, tokens], dim=1)
+        if whole:  # one budget for every frame: already in frame order
+            return tokens.reshape(frames // num_frames, -1, tokens.shape[-1])
+        for row, frame in enumerate(numbers):
             kept[frame] = tokens[row]
     return torch.stack([torch.cat(kept[start : start + num_frames]) for start in range(0, frames, num_frames)])
+
+
+def _rows(tensor: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if tensor is None else tensor[rows]
 
 
 def _tokens_of(host: Host, pruned, stock: torch.Tensor | None, project):
