@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from llava.models import attach_pruner, clip, remove_pruning
 from llava.pruning import create_pruner
-from llava.pruning.base import VisionFeatures, VisionTokenPruner
+from llava.pruning.base import VisionFeatures, VisionTokenPruner, resolve_signals
 
 from .flops import prefill_flops
 from .shapes import PromptLayout, Shape
@@ -126,10 +126,11 @@ def selection_times(model, pruner, pixel_values: torch.Tensor, timed: Timed) -> 
         return None, None  # in-LLM methods select inside the layer loop; ToMe merges inside the tower
     inner = model.model
     tower, layer = inner.vision_tower, inner.config.vision_feature_layer
-    if pruner.requires - {"projected"}:
+    signals = resolve_signals(pruner.requires, clip.SIGNALS) & clip.SIGNALS
+    if signals:
         # Both towers are timed in this run, one after the other, so their difference is like for like.
         plain = timed(lambda: clip.encode(tower, pixel_values, layer))
-        signalled = timed(lambda: clip.encode(tower, pixel_values, layer, signals=pruner.requires))
+        signalled = timed(lambda: clip.encode(tower, pixel_values, layer, signals=signals))
         scoring = {
             "median_ms": max(0.0, signalled["median_ms"] - plain["median_ms"]),
             "tower": plain,
@@ -137,7 +138,7 @@ def selection_times(model, pruner, pixel_values: torch.Tensor, timed: Timed) -> 
         }
     else:
         scoring = {"median_ms": 0.0}
-    vision = clip.encode(tower, pixel_values, layer, signals=pruner.requires)
+    vision = clip.encode(tower, pixel_values, layer, signals=signals)
     if "projected" in pruner.requires:
         vision.projected = inner.multi_modal_projector(vision.features)
         selection = lambda: pruner.select(vision)  # noqa: E731

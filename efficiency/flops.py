@@ -92,7 +92,7 @@ def decoder_layer_flops(tokens: int, keys: int, text_config) -> int:
 def _vision(config, pruner: TokenPruner | None, images: int, cost: PrefillCost) -> int:
     """Adds the image-encoding FLOPs of one prompt to `cost`; returns the visual tokens per image."""
     from llava.models import clip
-    from llava.pruning.base import VisionTokenPruner
+    from llava.pruning.base import VisionTokenPruner, resolve_signals
 
     vision = config.vision_config
     width, heads = vision.hidden_size, vision.num_attention_heads
@@ -112,7 +112,8 @@ def _vision(config, pruner: TokenPruner | None, images: int, cost: PrefillCost) 
         return patches
 
     depth = clip.feature_depth_of(vision.num_hidden_layers, config.vision_feature_layer)
-    unknown = pruner.requires - CAPTURED_SIGNALS - {"cls_attention", "next_projections"}
+    requires = resolve_signals(pruner.requires, clip.SIGNALS)
+    unknown = requires - CAPTURED_SIGNALS - {"cls_attention", "next_projections"}
     if unknown:
         raise ValueError(f"no FLOPs accounting for the signal(s) {', '.join(sorted(unknown))} of {pruner.name!r}")
     if "token_merging" in pruner.requires:
@@ -124,7 +125,7 @@ def _vision(config, pruner: TokenPruner | None, images: int, cost: PrefillCost) 
     else:
         tower = depth * vision_layer_flops(tokens, width, vision.intermediate_size)
     signals = 0
-    if "cls_attention" in pruner.requires:
+    if "cls_attention" in requires:
         signals += 2 * tokens * width  # one [CLS] query row against all keys
     if "next_projections" in pruner.requires:
         signals += _linear(1, width, width) + _linear(tokens, width, width)  # next layer's [CLS] query, all keys

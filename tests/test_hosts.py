@@ -29,7 +29,7 @@ BUILDERS = {
 
 class NeedsText(VisionTokenPruner):
     name = "test_needs_text"
-    requires = frozenset({"cls_attention", "text_attention"})
+    requires = frozenset({"importance", "text_attention"})
 
     def select(self, vision):  # a selecting method, so every family reaches the signal check
         raise AssertionError("never reached: the signal check refuses the method first")

@@ -44,14 +44,14 @@ def test_siglip_received_attention_matches_eager_attention_while_sdpa_stays_on(o
     tower = model.model.vision_tower
     pixels = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        ours = siglip.encode(tower, pixels, layer, {"cls_attention"})
+        ours = siglip.encode(tower, pixels, layer, {"received_attention"})
         stock = tower(pixels, output_hidden_states=True).hidden_states[layer]
         eager_tower = copy.deepcopy(tower)
         eager_tower.set_attn_implementation("eager")
         eager = eager_tower(pixels, output_attentions=True).attentions
     assert tower.config._attn_implementation == "sdpa"
     producing = len(eager) + 1 + layer - 1 if layer < 0 else layer - 1
-    assert (ours.cls_attention - eager[producing].mean(dim=2)).abs().max() < 1e-6
+    assert (ours.received_attention - eager[producing].mean(dim=2)).abs().max() < 1e-6
     assert torch.allclose(ours.features, stock, atol=1e-5)
 
 

@@ -112,7 +112,7 @@ def test_bad_options_name_the_option(tiny, method, options, option):
 
 
 def test_methods_needing_a_signal_the_host_lacks_fail_clearly(tiny):
-    with pytest.raises(ValueError, match="needs cls_attention.*SigLIP-like host"):
+    with pytest.raises(ValueError, match=r"needs importance \(cls_attention or received_attention\).*SigLIP-like host"):
         check_signals(FasterVLM(T), frozenset({"projected"}), "a SigLIP-like host")
     siglip = LlavaForConditionalGeneration(
         LlavaConfig(

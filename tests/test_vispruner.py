@@ -98,7 +98,7 @@ def test_bad_ratio_names_the_argument_and_range(r):
 
 def test_mismatched_shapes_are_rejected():
     features, attention = random_inputs(2, 64, 8, seed=7)
-    with pytest.raises(ValueError, match="cls_attention"):
+    with pytest.raises(ValueError, match="importance"):
         select(features, attention[:, :, :32], 16, 0.5)
     with pytest.raises(ValueError, match="features"):
         select(features[0], attention, 16, 0.5)

@@ -26,6 +26,7 @@ from ..pruning.base import (
     VisionTokenPruner,
     check_signals,
     gather_tokens,
+    resolve_signals,
 )
 from ..trace import Tracer
 
@@ -43,7 +44,7 @@ class Host:
 
     name: the family as messages name it (e.g. "LLaVA-NeXT"); signals: what the vision encoder hands
     vision-side methods (its module's `SIGNALS`, e.g. `clip.SIGNALS`), "projected" added; note: said
-    after a refusal (e.g. how an encoder without [CLS] serves "cls_attention"); strategy: the
+    after a refusal (e.g. that an encoder has no [CLS] token); strategy: the
     `vision_feature_select_strategy` pruning reads features with."""
 
     model: Any
@@ -75,8 +76,9 @@ class Host:
 
     @property
     def asked(self) -> frozenset[str]:
-        """The encoder signals the method needs (what to ask the encoder's `encode` for)."""
-        return frozenset(self.pruner.requires) & self.signals
+        """The encoder signals the method needs (what to ask the encoder's `encode` for), "importance"
+        resolved to the attention signal this encoder has."""
+        return resolve_signals(self.pruner.requires, self.signals) & self.signals
 
     @property
     def pad_id(self) -> int:

@@ -159,12 +159,12 @@ def _joint_video(host, vision, video, num_frames, video_token_num, project, fram
     def stacked(tensor):
         return None if tensor is None else tensor.reshape(1, num_frames * per_frame, -1)
 
-    attention = frames.cls_attention
+    attention, signal = frames.importance, frames.importance_signal
     joint = VisionFeatures(
         stacked(frames.features),
         (num_frames * rows, cols),
-        None if attention is None else attention.transpose(0, 1).reshape(1, attention.shape[1], -1),
         projected=stacked(frames.projected),
+        **({} if signal is None else {signal: attention.transpose(0, 1).reshape(1, attention.shape[1], -1)}),
     )
     pruned = prune(host.pruner, joint, video_token_num, host.split)
     if host.tracer is not None:

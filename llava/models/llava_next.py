@@ -214,13 +214,12 @@ def image_tokens(host: Host, crops: VisionFeatures, grid: TileGrid | None, proje
             record("image", crops.grid, *kept.row(0))
         return torch.cat([host.tokens(kept, projector)[0], newline[None].to(kept.features.dtype)])
     tiles = crops.take(slice(1, None))
+    signal = tiles.importance_signal  # [CLS] attention (CLIP) or received attention (SigLIP), mapped alike
     tile_map = VisionFeatures(
         image_map(tiles.features, grid)[None],
         grid.shape,
-        cls_attention=None
-        if tiles.cls_attention is None
-        else image_map(tiles.cls_attention.transpose(1, 2), grid).T[None],
         projected=None if tiles.projected is None else image_map(tiles.projected, grid)[None],
+        **({} if signal is None else {signal: image_map(tiles.importance.transpose(1, 2), grid).T[None]}),
     )
     budgets = split_total(pruner.kept_per_image(per_crop + grid.num_tokens), [per_crop, grid.num_tokens])
     base_kept = prune(pruner, base, budgets[0], split)

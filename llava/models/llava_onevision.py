@@ -142,10 +142,10 @@ def _video_features(host: Host, video_token_num, video_split):
         pooled = inner.apply_pooling(vision.features)  # the stock pooling, here on pre-projector features
         side = int(round(pooled.shape[1] ** 0.5))
         attention = None
-        if vision.cls_attention is not None:
-            attention = inner.apply_pooling(vision.cls_attention.transpose(1, 2)).transpose(1, 2)
+        if vision.received_attention is not None:
+            attention = inner.apply_pooling(vision.received_attention.transpose(1, 2)).transpose(1, 2)
         stock_tokens = inner.apply_pooling(inner.multi_modal_projector(vision.features))
-        pooled_vision = VisionFeatures(pooled, (side, side), attention)
+        pooled_vision = VisionFeatures(pooled, (side, side), received_attention=attention)
         if PROJECTED in host.pruner.requires:  # the stock frame tokens are projected, then pooled
             pooled_vision.projected = stock_tokens
         tokens = video_tokens(host, pooled_vision, num_frames, video_token_num, video_split, frame_tokens=stock_tokens)

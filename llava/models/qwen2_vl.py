@@ -82,8 +82,7 @@ def _without_marks(stock):
 def _pruned_features(host: Host, source: str, stock):
     """`get_image_features` / `get_video_features` (called as the stock one, by position or by name):
     the tower once, then each image (video) pruned on its own."""
-    inner, pruner = host.inner, host.pruner
-    signals = pruner.requires & qwen_vision.SIGNALS
+    inner, signals = host.inner, host.asked
     signature = inspect.signature(stock)
     _, pixels_name, grid_name = ENCODERS[source]
 
@@ -112,7 +111,7 @@ def _pruned_features(host: Host, source: str, stock):
 
 def _prune_item(host: Host, source: str, item: int, tokens, features, attention, grid, thw):
     """(kept merged tokens [k, D], their indices [k]) of one image or video, recorded when tracing."""
-    vision = VisionFeatures(features[None], grid, None if attention is None else attention[None])
+    vision = VisionFeatures(features[None], grid, received_attention=None if attention is None else attention[None])
     host.project(vision, lambda _features: tokens[None])  # the merger's output is the projected token
     pruned = prune(host.pruner, vision, host.pruner.kept_per_image(tokens.shape[0]), split=host.split)
     indices, important = pruned.row(0)

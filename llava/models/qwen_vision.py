@@ -22,8 +22,8 @@ from transformers.vision_utils import get_vision_window_index
 
 from ..attention import mean_received_attention
 
-SIGNALS = frozenset({"cls_attention"})
-NOTE = " (no [CLS]: 'cls_attention' is served as the mean attention each merged token receives)"
+SIGNALS = frozenset({"received_attention"})
+NOTE = " (the Qwen-VL tower has no [CLS] token)"
 
 
 @dataclass
@@ -47,7 +47,7 @@ def encode(
         raise ValueError(
             f"a Qwen2-VL / Qwen2.5-VL tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}"
         )
-    with_attention = "cls_attention" in signals
+    with_attention = "received_attention" in signals
     attention = visual.blocks[-1].attn
     store: dict = {}
 

@@ -3,9 +3,9 @@ each token receives at the feature layer.
 
 Without a [CLS] token, the importance signal is the one the VisPruner author prescribes for such
 encoders (VisPruner issue #1): the mean attention each patch token receives from all tokens of the
-layer, heads kept apart. It is computed from that layer's own query/key projections in query chunks,
-beside SDPA, and handed to pruners in `VisionFeatures.cls_attention`, the slot [CLS] attention
-fills for CLIP towers, so every method that asks for "cls_attention" runs unchanged.
+layer, heads kept apart ("received_attention"). It is computed from that layer's own query/key
+projections in query chunks, beside SDPA, and serves methods that ask for "importance" where CLIP
+towers serve their [CLS] attention.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ..pruning.base import VisionFeatures
 from .clip import feature_depth, patch_grid
 
 ALL_ROWS = slice(None)
-SIGNALS = frozenset({"cls_attention"})
-NOTE = " (SigLIP has no [CLS]: 'cls_attention' is served as the mean attention each token receives)"
+SIGNALS = frozenset({"received_attention"})
+NOTE = " (SigLIP has no [CLS] token)"
 
 
 def encode(
@@ -28,14 +28,14 @@ def encode(
     vision_feature_layer: int,
     signals: frozenset[str] | set[str] = frozenset(),
 ) -> VisionFeatures:
-    """All tokens of `vision_feature_layer` and the `signals` (of `SIGNALS`) asked for: "cls_attention"
+    """All tokens of `vision_feature_layer` and the `signals` (of `SIGNALS`) asked for: "received_attention"
     is the mean attention each token receives there."""
     unknown = set(signals) - SIGNALS
     if unknown:
         raise ValueError(
             f"a SigLIP tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}"
         )
-    with_attention = "cls_attention" in signals
+    with_attention = "received_attention" in signals
     depth = feature_depth(vision_tower, vision_feature_layer)
     hidden = vision_tower.embeddings(pixel_values)
     layers = vision_tower.encoder.layers
@@ -54,4 +54,4 @@ def encode(
         )
     else:
         hidden = last(hidden, None)
-    return VisionFeatures(features=hidden, grid=patch_grid(pixel_values, vision_tower), cls_attention=received)
+    return VisionFeatures(features=hidden, grid=patch_grid(pixel_values, vision_tower), received_attention=received)

@@ -59,12 +59,30 @@ def check_layers(value: Any, name: str) -> tuple[int, ...]:
     return tuple(int(v) for v in layers)
 
 
+# "importance": what a method ranking tokens by attention asks for. An encoder with a [CLS] token
+# serves its [CLS] -> patch attention ("cls_attention"); one without serves the mean attention each
+# token receives from all tokens of the layer ("received_attention"), the VisPruner author's answer
+# for such encoders (VisPruner issue #1). Either is [B, H, N]; the first one an encoder has is used.
+IMPORTANCE = "importance"
+IMPORTANCE_SIGNALS = ("cls_attention", "received_attention")
+
+
+def resolve_signals(requires: frozenset[str] | set[str], provided: frozenset[str] | set[str]) -> frozenset[str]:
+    """`requires` with "importance" replaced by the importance signal of an encoder that `provided`
+    lists (left as it is when the encoder has none, so the check names it)."""
+    if IMPORTANCE not in requires:
+        return frozenset(requires)
+    served = next((name for name in IMPORTANCE_SIGNALS if name in provided), IMPORTANCE)
+    return frozenset(requires) - {IMPORTANCE} | {served}
+
+
 def check_signals(pruner: TokenPruner, provided: set[str] | frozenset[str], host: str, note: str = "") -> None:
     """Raise ValueError when `host` cannot give `pruner` a signal it needs (e.g. [CLS] attention)."""
-    missing = sorted(set(pruner.requires) - set(provided))
+    missing = sorted(resolve_signals(pruner.requires, provided) - set(provided))
     if missing:
+        named = [f"{IMPORTANCE} ({' or '.join(IMPORTANCE_SIGNALS)})" if m == IMPORTANCE else m for m in missing]
         raise ValueError(
-            f"method {pruner.name!r} needs {', '.join(missing)}, which {host} does not provide "
+            f"method {pruner.name!r} needs {', '.join(named)}, which {host} does not provide "
             f"(it provides: {', '.join(sorted(provided)) or 'nothing'}){note}"
         )
 
@@ -102,8 +120,10 @@ class VisionFeatures:
                       the feature layer's output ("next_projections"); that layer itself does not run.
     projected:        [B, N, D] the patch features after the projector, i.e. the language model's input
                       embeddings for these tokens ("projected").
-    Fields a method does not list in `requires` are None. Encoders without [CLS] (SigLIP, Qwen2-VL)
-    fill `cls_attention` with the mean attention each token receives from all tokens of that layer.
+    received_attention: [B, H, N] for encoders without [CLS] (SigLIP, Qwen-VL): the mean attention each
+                      token receives from all tokens of the feature layer ("received_attention").
+    Fields a method does not list in `requires` are None; a method asking for "importance" reads
+    `importance`, whichever of the two attention signals the encoder has.
     """
 
     features: torch.Tensor
@@ -113,6 +133,18 @@ class VisionFeatures:
     projections: LayerProjections | None = None
     next_projections: LayerProjections | None = None
     projected: torch.Tensor | None = None
+    received_attention: torch.Tensor | None = None
+
+    @property
+    def importance_signal(self) -> str | None:
+        """The name of the attention signal these features carry ("cls_attention" or "received_attention")."""
+        return next((name for name in IMPORTANCE_SIGNALS if getattr(self, name) is not None), None)
+
+    @property
+    def importance(self) -> torch.Tensor | None:
+        """[B, H, N] the attention tokens are ranked by: [CLS] attention, else the received attention."""
+        signal = self.importance_signal
+        return None if signal is None else getattr(self, signal)
 
     def take(self, rows: slice) -> VisionFeatures:
         """The same signals for `rows` of the batch (e.g. one image's crops)."""
@@ -129,6 +161,7 @@ class VisionFeatures:
                 part(getattr(self, name))
                 for name in ("cls_attention", "cls_token", "projections", "next_projections", "projected")
             ),
+            received_attention=part(self.received_attention),
         )
 
 
@@ -146,7 +179,7 @@ class TokenPruner:
     """Name, budget, signals and settings shared by every method.
 
     Subclasses set `name`, list the signals they need in `requires` (vision signals such as
-    "cls_attention", or "question" for methods that read the text after the image), and check
+    "importance" or "cls_token", or "question" for methods that read the text after the image), and check
     their options in `__init__`, raising ValueError naming the option.
     """
 

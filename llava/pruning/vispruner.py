@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import VisionFeatures, VisionTokenPruner, check_ratio, check_token_num
+from .base import IMPORTANCE, VisionFeatures, VisionTokenPruner, check_ratio, check_token_num
 from .diversity import diverse_positions
 
 
@@ -21,16 +21,16 @@ def split_budget(visual_token_num: int, important_ratio: float) -> tuple[int, in
     return num_important, visual_token_num - num_important
 
 
-def attention_order(cls_attention: torch.Tensor) -> torch.Tensor:
-    """Patch indices [B, N] by descending head-mean [CLS] attention; ties go to the lower index."""
-    if cls_attention.dim() == 3:
-        cls_attention = cls_attention.mean(dim=1)
-    return torch.argsort(cls_attention, dim=-1, descending=True, stable=True)
+def attention_order(importance: torch.Tensor) -> torch.Tensor:
+    """Patch indices [B, N] by descending head-mean attention ([CLS] or received); ties go to the lower index."""
+    if importance.dim() == 3:
+        importance = importance.mean(dim=1)
+    return torch.argsort(importance, dim=-1, descending=True, stable=True)
 
 
 def select(
     features: torch.Tensor,
-    cls_attention: torch.Tensor,
+    importance: torch.Tensor,
     visual_token_num: int,
     important_ratio: float = 0.5,
     float32_similarity: bool = False,
@@ -38,7 +38,8 @@ def select(
     """Indices of the T = `visual_token_num` tokens VisPruner keeps, [B, T] ascending (raster order).
 
     features:      [B, N, C] vision features of the feature layer, before the projector.
-    cls_attention: [B, N] or [B, H, N] [CLS] -> patch attention of that layer (heads are averaged).
+    importance:    [B, N] or [B, H, N] attention of that layer (heads are averaged): [CLS] -> patch
+                   attention, or for encoders without [CLS] the mean attention each token receives.
 
     T_imp = int(T * r) tokens with the highest attention are kept. The others, in descending
     attention order, form a residual pool that goes through rounds of even/odd bipartite matching on
@@ -58,12 +59,12 @@ def select(
     argsort, so where two scores are exactly equal its order is left to the sorting kernel; here
     the earlier position always wins, on every device.
     """
-    return _select(*_checked(features, cls_attention, visual_token_num, important_ratio), float32_similarity)
+    return _select(*_checked(features, importance, visual_token_num, important_ratio), float32_similarity)
 
 
 def compiled_select(
     features: torch.Tensor,
-    cls_attention: torch.Tensor,
+    importance: torch.Tensor,
     visual_token_num: int,
     important_ratio: float = 0.5,
     float32_similarity: bool = False,
@@ -72,13 +73,13 @@ def compiled_select(
     operator dispatch for each of the ~5 operations of each of the ~60 rounds. On CUDA the rounds
     replay as one CUDA graph (mode "reduce-overhead"). Compiles once per input shape and budget
     (tens of seconds), so it pays off for long runs at a fixed batch size."""
-    arguments = _checked(features, cls_attention, visual_token_num, important_ratio)
+    arguments = _checked(features, importance, visual_token_num, important_ratio)
     return _run_compiled(_select, *arguments, float32_similarity)
 
 
 def select_split(
     features: torch.Tensor,
-    cls_attention: torch.Tensor,
+    importance: torch.Tensor,
     visual_token_num: int,
     important_ratio: float = 0.5,
     float32_similarity: bool = False,
@@ -86,46 +87,46 @@ def select_split(
     """`select`'s kept tokens and which of them are the important ones: (kept [B, T] ascending, the same
     indices as `select`; important [B, int(T * r)] ascending, the most-attended tokens). The other kept
     tokens are the diverse ones. T >= N keeps all N and selects nothing: important is then [B, 0]."""
-    arguments = _checked(features, cls_attention, visual_token_num, important_ratio)
+    arguments = _checked(features, importance, visual_token_num, important_ratio)
     return _select_split(*arguments, float32_similarity)
 
 
 _COMPILED: dict[tuple[str, str], object] = {}
 
 
-def _run_compiled(function, features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool):
+def _run_compiled(function, features, importance, visual_token_num: int, important_ratio: float, float32: bool):
     """`function` through `torch.compile`, compiled once per function and device kind."""
     kind = features.device.type
     key = (function.__name__, kind)
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(function, dynamic=False, mode="reduce-overhead" if kind == "cuda" else None)
-    output = _COMPILED[key](features, cls_attention, visual_token_num, important_ratio, float32)
+    output = _COMPILED[key](features, importance, visual_token_num, important_ratio, float32)
     if isinstance(output, tuple):
         return tuple(t.clone() for t in output)  # graphs reuse their outputs
     return output.clone()
 
 
-def _select(features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool) -> torch.Tensor:
+def _select(features, importance, visual_token_num: int, important_ratio: float, float32: bool) -> torch.Tensor:
     batch, num_tokens, _ = features.shape
     if visual_token_num >= num_tokens:
         return torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
-    parts = _parts(features, cls_attention, visual_token_num, important_ratio, float32)
+    parts = _parts(features, importance, visual_token_num, important_ratio, float32)
     return torch.cat(parts, dim=1).sort(dim=-1).values
 
 
-def _select_split(features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool):
+def _select_split(features, importance, visual_token_num: int, important_ratio: float, float32: bool):
     batch, num_tokens, _ = features.shape
     if visual_token_num >= num_tokens:
         kept = torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
         return kept, kept[:, :0]
-    important, diverse = _parts(features, cls_attention, visual_token_num, important_ratio, float32)
+    important, diverse = _parts(features, importance, visual_token_num, important_ratio, float32)
     return torch.cat([important, diverse], dim=1).sort(dim=-1).values, important.sort(dim=-1).values
 
 
-def _parts(features, cls_attention, visual_token_num: int, important_ratio: float, float32: bool):
+def _parts(features, importance, visual_token_num: int, important_ratio: float, float32: bool):
     """(important [B, T_imp] by descending attention, diverse [B, T_div]) for T < N."""
     num_important, num_diverse = split_budget(visual_token_num, important_ratio)
-    order = attention_order(cls_attention)
+    order = attention_order(importance)
     important = order[:, :num_important]
     if num_diverse == 0:
         return important, order[:, :0]
@@ -143,32 +144,33 @@ def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int, float3
     return pool.gather(1, diverse_positions(similarity, keep))
 
 
-def _checked(features: torch.Tensor, cls_attention: torch.Tensor, visual_token_num, important_ratio):
+def _checked(features: torch.Tensor, importance: torch.Tensor, visual_token_num, important_ratio):
     """The arguments of `select`, checked (ValueError naming the argument) and normalised."""
     visual_token_num = check_token_num(visual_token_num)
     important_ratio = check_ratio(important_ratio, "important_ratio")
-    _check_shapes(features, cls_attention)
-    return features, cls_attention, visual_token_num, important_ratio
+    _check_shapes(features, importance)
+    return features, importance, visual_token_num, important_ratio
 
 
-def _check_shapes(features: torch.Tensor, cls_attention: torch.Tensor) -> None:
+def _check_shapes(features: torch.Tensor, importance: torch.Tensor) -> None:
     if features.dim() != 3:
         raise ValueError(f"features must be [B, N, C], got shape {tuple(features.shape)}")
-    if cls_attention.dim() not in (2, 3):
-        raise ValueError(f"cls_attention must be [B, N] or [B, H, N], got shape {tuple(cls_attention.shape)}")
+    if importance.dim() not in (2, 3):
+        raise ValueError(f"importance must be [B, N] or [B, H, N], got shape {tuple(importance.shape)}")
     batch, num_tokens, _ = features.shape
-    if cls_attention.shape[0] != batch or cls_attention.shape[-1] != num_tokens:
+    if importance.shape[0] != batch or importance.shape[-1] != num_tokens:
         raise ValueError(
-            f"cls_attention {tuple(cls_attention.shape)} does not match features {tuple(features.shape)}: "
+            f"importance {tuple(importance.shape)} does not match features {tuple(features.shape)}: "
             "batch and token dimensions must agree"
         )
 
 
 class VisPruner(VisionTokenPruner):
-    """`vispruner`: T tokens = int(T * important_ratio) by [CLS] attention + the rest by diversity."""
+    """`vispruner`: T tokens = int(T * important_ratio) by importance ([CLS] attention, or the attention
+    tokens receive on encoders without [CLS]) + the rest by diversity."""
 
     name = "vispruner"
-    requires = frozenset({"cls_attention"})
+    requires = frozenset({IMPORTANCE})
 
     def __init__(
         self,
@@ -200,7 +202,7 @@ class VisPruner(VisionTokenPruner):
         return select_split(*self._arguments(vision), self.float32_similarity)
 
     def _arguments(self, vision: VisionFeatures) -> tuple:
-        return vision.features, vision.cls_attention, self.visual_token_num, self.important_ratio
+        return vision.features, vision.importance, self.visual_token_num, self.important_ratio
 
     def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
         num_important, num_diverse = split_budget(self.visual_token_num, self.important_ratio)
