@@ -44,7 +44,7 @@ SENTINELS = (
     ("scenette.vision_training", "train"),  # python -m scenette.train_vision
     ("scenette.llava_training", "train"),  # python -m scenette.train_llava
     ("efficiency.command", "start_torch"),  # efficiency.baselines (and selection) after their checks
-    ("efficiency.received_attention", "bench_siglip"),
+    ("efficiency.received_attention", "bench_tower"),
     ("requests", "post"),  # the judge's request, which carries the key
 )
 
