@@ -1,8 +1,9 @@
-"""FLOPs of a LLaVA prefill, exactly as this package runs it, for any model config, method and budget.
+"""FLOPs of a prefill, exactly as this package runs it, for any supported family's config, method and budget.
 
     python -m efficiency.flops paper                                   # the paper's table, reproduced
     python -m efficiency.flops exact --shape llava-1.5-7b --tokens 128 64 32
-    python -m efficiency.flops exact --config config.json --methods none vispruner fastv --json out.json
+    python -m efficiency.flops exact --model qwen2.5-vl-7b --methods none vispruner fastv
+    python -m efficiency.flops exact --config config.json --image-size 480 640 --json out.json
 
 Counted: every matrix multiply the prefill runs (2 FLOPs per multiply-add), the way
 `torch.utils.flop_counter.FlopCounterMode` counts them: the patch embedding, the vision layers that
@@ -14,21 +15,19 @@ the full query x key rectangle that SDPA kernels and FLOP counters count, attent
 in-LLM methods) and the LM head (the last position only, as `generate` asks for, or all).
 Not counted, as FLOP counters do not count them: norms, activations, softmax, rotary embeddings,
 sorting, gathering, pooling. The token schedule comes from the pruner objects (`kept_per_image`,
-`schedule`, `stages`, `kept_visual`), never from a table of method names.
+`schedule`, `stages`, `kept_visual`), never from a table of method names; what one image costs in
+each family (crops, tower, mergers, signal, projector) from `flops_families.describe` of its config.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import paper, tables
-from .command import atomic_write_json, check_input, check_output, non_negative_int, positive_int
 from .flops_vision import add_pruned_vision, add_stock_vision
 from .flops_vision import linear as _linear
-from .shapes import POPE_PROMPT, SHAPES, PromptLayout, shape
+from .shapes import POPE_PROMPT, PromptLayout
 from .tables import Column
 
 if TYPE_CHECKING:  # torch and llava are imported where used: `--help` answers without loading torch
@@ -180,16 +179,28 @@ def flop_counter(**kwargs) -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping={**custom, **kwargs.pop("custom_mapping", {})}, **kwargs)
 
 
-def exact_table(config, methods, budgets, images: int = 1, prompt: PromptLayout = POPE_PROMPT, **options) -> list[dict]:
-    """One row per method and budget ("none" once), with the FLOPs by part and the KV cache."""
+def exact_table(
+    config,
+    methods,
+    budgets,
+    images: int = 1,
+    prompt: PromptLayout = POPE_PROMPT,
+    geometry: dict | None = None,
+    **options,
+) -> list[dict]:
+    """One row per method and budget ("none" once), with the FLOPs by part and the KV cache; `geometry`:
+    what one image is (`image_size`, `tiles`, `layout` of `prefill_flops`)."""
     rows = []
-    full = prefill_flops(config, None, images=images, prompt=prompt)
+    geometry = geometry or {}
+    full = prefill_flops(config, None, images=images, prompt=prompt, **geometry)
     for method in methods:
         for tokens in [None] if method == "none" else budgets:
             cost = (
                 full
                 if method == "none"
-                else prefill_flops(config, method, tokens, images=images, prompt=prompt, **options.get(method, {}))
+                else prefill_flops(
+                    config, method, tokens, images=images, prompt=prompt, **geometry, **options.get(method, {})
+                )
             )
             rows.append(
                 {
@@ -224,59 +235,10 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m efficiency.flops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("paper", help="the paper's efficiency table beside the reconstructed accounting")
-    exact = commands.add_parser("exact", help="exact FLOPs of this package's prefill for a shape or config")
-    source = exact.add_mutually_exclusive_group()
-    source.add_argument("--shape", default="llava-1.5-7b", choices=SHAPES)
-    source.add_argument("--config", type=Path, help="a LLaVA config.json (CLIP vision tower, Llama decoder)")
-    exact.add_argument("--images", type=positive_int, help="images (crops) per prompt; default: the shape's")
-    exact.add_argument("--methods", nargs="+", default=["none", "vispruner", "fastv", "visionzip", "random"])
-    exact.add_argument("--tokens", type=positive_int, nargs="+", default=[128, 64, 32],
-                       help="visual tokens per image (crop)")  # fmt: skip
-    exact.add_argument("--text-before", type=non_negative_int, default=POPE_PROMPT.before)
-    exact.add_argument("--text-after", type=non_negative_int, default=POPE_PROMPT.after)
-    exact.add_argument("--json", type=Path, help="also write the rows as JSON here (refuses to overwrite)")
-    args = parser.parse_args(argv)
-    if args.command == "paper":
-        print(paper.markdown())
-        return
-    check_output(parser, "--json", args.json)
-    if args.config:
-        check_input(parser, "--config", args.config)
-        config, images = _config(parser, args.config), args.images or 1
-    else:
-        preset = shape(args.shape)
-        config, images = preset.config, args.images or preset.images
-    prompt = PromptLayout(args.text_before, args.text_after)
-    try:
-        rows = exact_table(config, args.methods, args.tokens, images=images, prompt=prompt)
-    except ValueError as error:  # an unknown method, a budget a method cannot take, an unsupported config
-        parser.error(str(error))
-    print(markdown(rows))
-    if args.json:
-        source = str(args.config) if args.config else args.shape
-        report = {"model": source, "config": config.to_dict(), "images": images, "prompt": asdict(prompt), "rows": rows}
-        atomic_write_json(args.json, report)
-        print(f"wrote {args.json}")
+    """The command line (`flops_cli.py`), run as `python -m efficiency.flops`."""
+    from .flops_cli import main as run
 
-
-def _config(parser: argparse.ArgumentParser, path: Path):
-    """A LLaVA-style config (CLIP vision tower, Llama decoder) from a config.json: parser.error otherwise."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as error:
-        parser.error(f"--config {path}: not a model config.json ({error})")
-    missing = [name for name in ("vision_config", "text_config") if not hasattr(config, name)]
-    if missing:
-        parser.error(f"--config {path}: a {type(config).__name__} has no {' or '.join(missing)}; "
-                     "allowed: a LLaVA-style config (CLIP vision tower, Llama decoder)")  # fmt: skip
-    return config
+    run(argv, __doc__)
 
 
 if __name__ == "__main__":
