@@ -1,8 +1,9 @@
-"""FLOPs of a LLaVA prefill, exactly as this package runs it, for any model config, method and budget.
+"""FLOPs of a prefill, exactly as this package runs it, for any supported family's config, method and budget.
 
     python -m efficiency.flops paper                                   # the paper's table, reproduced
     python -m efficiency.flops exact --shape llava-1.5-7b --tokens 128 64 32
-    python -m efficiency.flops exact --config config.json --methods none vispruner fastv --json out.json
+    python -m efficiency.flops exact --model qwen2.5-vl-7b --methods none vispruner fastv
+    python -m efficiency.flops exact --config config.json --image-size 480 640 --json out.json
 
 Counted: every matrix multiply the prefill runs (2 FLOPs per multiply-add), the way
 `torch.utils.flop_counter.FlopCounterMode` counts them: the patch embedding, the vision layers that
@@ -14,27 +15,25 @@ the full query x key rectangle that SDPA kernels and FLOP counters count, attent
 in-LLM methods) and the LM head (the last position only, as `generate` asks for, or all).
 Not counted, as FLOP counters do not count them: norms, activations, softmax, rotary embeddings,
 sorting, gathering, pooling. The token schedule comes from the pruner objects (`kept_per_image`,
-`schedule`, `stages`, `kept_visual`), never from a table of method names.
+`schedule`, `stages`, `kept_visual`), never from a table of method names; what one image costs in
+each family (crops, tower, mergers, signal, projector) from `flops_families.describe` of its config.
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import paper, tables
-from .command import atomic_write_json, check_input, check_output, non_negative_int, positive_int
-from .shapes import POPE_PROMPT, SHAPES, PromptLayout, shape
+from .flops_vision import add_pruned_vision, add_stock_vision
+from .flops_vision import linear as _linear
+from .shapes import POPE_PROMPT, PromptLayout
 from .tables import Column
 
 if TYPE_CHECKING:  # torch and llava are imported where used: `--help` answers without loading torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from llava.pruning.base import LanguageModelPruner, TokenPruner
-
-CAPTURED_SIGNALS = frozenset({"projections", "cls_token", "projected", "token_merging"})  # no extra matmuls
 
 
 @dataclass
@@ -67,18 +66,6 @@ class PrefillCost:
         return {**asdict(self), "total": self.total}
 
 
-def _linear(tokens: int, fan_in: int, fan_out: int) -> int:
-    return 2 * tokens * fan_in * fan_out
-
-
-def vision_layer_flops(tokens: int, width: int, intermediate: int, mlp_tokens: int | None = None) -> int:
-    """One CLIP encoder layer: q, k, v, o projections and attention over `tokens`, the MLP over
-    `mlp_tokens` (fewer when tokens are merged between attention and MLP)."""
-    mlp_tokens = tokens if mlp_tokens is None else mlp_tokens
-    attention = 4 * _linear(tokens, width, width) + 4 * tokens * tokens * width
-    return attention + 2 * _linear(mlp_tokens, width, intermediate)
-
-
 def decoder_layer_flops(tokens: int, keys: int, text_config) -> int:
     """One Llama layer for `tokens` queries attending to `keys` keys (grouped KV heads)."""
     d, m = text_config.hidden_size, text_config.intermediate_size
@@ -87,55 +74,6 @@ def decoder_layer_flops(tokens: int, keys: int, text_config) -> int:
     kv_width = text_config.num_key_value_heads * head_dim
     projections = _linear(tokens, d, q_width) + 2 * _linear(tokens, d, kv_width) + _linear(tokens, q_width, d)
     return projections + 4 * tokens * keys * q_width + 3 * _linear(tokens, d, m)
-
-
-def _vision(config, pruner: TokenPruner | None, images: int, cost: PrefillCost) -> int:
-    """Adds the image-encoding FLOPs of one prompt to `cost`; returns the visual tokens per image."""
-    from llava.models import clip
-    from llava.pruning.base import VisionTokenPruner, resolve_signals
-
-    vision = config.vision_config
-    width, heads = vision.hidden_size, vision.num_attention_heads
-    grid = (vision.image_size // vision.patch_size,) * 2
-    patches = grid[0] * grid[1]
-    tokens = patches + 1  # [CLS]
-    embedding = 2 * patches * width * vision.num_channels * vision.patch_size**2
-    projector_in = config.text_config.hidden_size
-
-    def project(count: int) -> int:
-        return _linear(count, width, projector_in) + _linear(count, projector_in, projector_in)
-
-    if not isinstance(pruner, VisionTokenPruner):  # the stock tower runs every layer
-        layer = vision_layer_flops(tokens, width, vision.intermediate_size)
-        cost.vision += images * (embedding + vision.num_hidden_layers * layer)
-        cost.projector += images * project(patches)
-        return patches
-
-    depth = clip.feature_depth_of(vision.num_hidden_layers, config.vision_feature_layer)
-    requires = resolve_signals(pruner.requires, clip.SIGNALS)
-    unknown = requires - CAPTURED_SIGNALS - {"cls_attention", "next_projections"}
-    if unknown:
-        raise ValueError(f"no FLOPs accounting for the signal(s) {', '.join(sorted(unknown))} of {pruner.name!r}")
-    if "token_merging" in pruner.requires:
-        tower, count = 0, tokens
-        for merged in pruner.schedule(patches, depth):
-            tower += vision_layer_flops(count, width, vision.intermediate_size, count - merged)
-            cost.selection += images * (pruner.matching_flops(count, width, heads) if merged else 0)
-            count -= merged
-    else:
-        tower = depth * vision_layer_flops(tokens, width, vision.intermediate_size)
-    signals = 0
-    if "cls_attention" in requires:
-        signals += 2 * tokens * width  # one [CLS] query row against all keys
-    if "next_projections" in pruner.requires:
-        signals += _linear(1, width, width) + _linear(tokens, width, width)  # next layer's [CLS] query, all keys
-    kept = pruner.kept_per_image(patches, grid)
-    projected = "projected" in pruner.requires
-    cost.vision += images * (embedding + tower)
-    cost.signals += images * signals
-    cost.selection += images * pruner.selection_flops(patches, projector_in if projected else width, heads)
-    cost.projector += images * project(patches if projected else kept)
-    return kept
 
 
 def prefill_flops(
@@ -147,18 +85,27 @@ def prefill_flops(
     prompt: PromptLayout = POPE_PROMPT,
     batch: int = 1,
     logits: str = "last",
+    image_size: tuple[int, int] | None = None,
+    tiles: int = 1,
+    layout: str = "native",
     **options,
 ) -> PrefillCost:
     """FLOPs of a prefill of `batch` prompts, each with `images` images and `prompt`'s text, pruned by
     `method` (a registered name with its budget and options, a pruner object, or None / "none").
 
-    `config` is a LLaVA-style config (vision_config: CLIP, text_config: Llama). logits="last" counts
-    the LM head on the last position only (what `generate` computes), "all" on every position."""
+    `config` is the model's config, of any family `flops_families.FAMILIES` names; image_size, tiles
+    and layout say what one image is for the families whose tokens depend on it (`describe`).
+    logits="last" counts the LM head on the last position only (what `generate` computes), "all" on
+    every position."""
+    from llava.models.common import KeepAll
     from llava.pruning import create_pruner
-    from llava.pruning.base import LanguageModelPruner, TokenPruner
+    from llava.pruning.base import LanguageModelPruner, TokenPruner, VisionTokenPruner
+
+    from .flops_families import describe
 
     if logits not in ("last", "all"):
         raise ValueError(f"logits must be 'last' or 'all', got {logits!r}")
+    vision = describe(config, image_size=image_size, tiles=tiles, layout=layout)
     if method is None or method == "none":
         pruner = None
     elif isinstance(method, TokenPruner):
@@ -167,20 +114,27 @@ def prefill_flops(
         pruner = create_pruner(method, visual_token_num, **options)
     text = config.text_config
     cost = PrefillCost(batch=batch)
-    per_image = _vision(config, pruner, images, cost)
+    inside = isinstance(pruner, LanguageModelPruner)
+    if isinstance(pruner, VisionTokenPruner):
+        per_image = add_pruned_vision(vision, pruner, images, cost)
+    elif inside and vision.inside_keeps_all:
+        per_image = add_pruned_vision(vision, KeepAll(), images, cost)
+    else:
+        per_image = add_stock_vision(vision, images, cost)
     visual = images * per_image
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     cost.kv_values_per_token = 2 * text.num_key_value_heads * head_dim
 
-    stages = pruner.stages() if isinstance(pruner, LanguageModelPruner) else ()
-    if isinstance(pruner, LanguageModelPruner):
+    text_tokens = prompt.text_tokens + images * vision.markers
+    stages = pruner.stages() if inside else ()
+    if inside:
         pruner.check_depth(text.num_hidden_layers)
         cost.selection += pruner.selection_flops(visual, prompt.after, text.hidden_size)
     for layer in range(text.num_hidden_layers):
         if layer in stages:
-            cost.selection += _attention_rows(pruner, layer, prompt.text_tokens + visual, prompt.after, text)
-            visual = pruner.kept_visual(stages.index(layer), visual, images)
-        length = prompt.text_tokens + visual
+            cost.selection += _attention_rows(pruner, layer, text_tokens + visual, prompt.after, text)
+            visual = pruner.kept_visual(stages.index(layer), visual, images * vision.items)
+        length = text_tokens + visual
         cost.layer_tokens.append(length)
         cost.layer_visual.append(visual)
         cost.language_model += decoder_layer_flops(length, length, text)
@@ -225,16 +179,28 @@ def flop_counter(**kwargs) -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping={**custom, **kwargs.pop("custom_mapping", {})}, **kwargs)
 
 
-def exact_table(config, methods, budgets, images: int = 1, prompt: PromptLayout = POPE_PROMPT, **options) -> list[dict]:
-    """One row per method and budget ("none" once), with the FLOPs by part and the KV cache."""
+def exact_table(
+    config,
+    methods,
+    budgets,
+    images: int = 1,
+    prompt: PromptLayout = POPE_PROMPT,
+    geometry: dict | None = None,
+    **options,
+) -> list[dict]:
+    """One row per method and budget ("none" once), with the FLOPs by part and the KV cache; `geometry`:
+    what one image is (`image_size`, `tiles`, `layout` of `prefill_flops`)."""
     rows = []
-    full = prefill_flops(config, None, images=images, prompt=prompt)
+    geometry = geometry or {}
+    full = prefill_flops(config, None, images=images, prompt=prompt, **geometry)
     for method in methods:
         for tokens in [None] if method == "none" else budgets:
             cost = (
                 full
                 if method == "none"
-                else prefill_flops(config, method, tokens, images=images, prompt=prompt, **options.get(method, {}))
+                else prefill_flops(
+                    config, method, tokens, images=images, prompt=prompt, **geometry, **options.get(method, {})
+                )
             )
             rows.append(
                 {
@@ -269,59 +235,10 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m efficiency.flops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("paper", help="the paper's efficiency table beside the reconstructed accounting")
-    exact = commands.add_parser("exact", help="exact FLOPs of this package's prefill for a shape or config")
-    source = exact.add_mutually_exclusive_group()
-    source.add_argument("--shape", default="llava-1.5-7b", choices=SHAPES)
-    source.add_argument("--config", type=Path, help="a LLaVA config.json (CLIP vision tower, Llama decoder)")
-    exact.add_argument("--images", type=positive_int, help="images (crops) per prompt; default: the shape's")
-    exact.add_argument("--methods", nargs="+", default=["none", "vispruner", "fastv", "visionzip", "random"])
-    exact.add_argument("--tokens", type=positive_int, nargs="+", default=[128, 64, 32],
-                       help="visual tokens per image (crop)")  # fmt: skip
-    exact.add_argument("--text-before", type=non_negative_int, default=POPE_PROMPT.before)
-    exact.add_argument("--text-after", type=non_negative_int, default=POPE_PROMPT.after)
-    exact.add_argument("--json", type=Path, help="also write the rows as JSON here (refuses to overwrite)")
-    args = parser.parse_args(argv)
-    if args.command == "paper":
-        print(paper.markdown())
-        return
-    check_output(parser, "--json", args.json)
-    if args.config:
-        check_input(parser, "--config", args.config)
-        config, images = _config(parser, args.config), args.images or 1
-    else:
-        preset = shape(args.shape)
-        config, images = preset.config, args.images or preset.images
-    prompt = PromptLayout(args.text_before, args.text_after)
-    try:
-        rows = exact_table(config, args.methods, args.tokens, images=images, prompt=prompt)
-    except ValueError as error:  # an unknown method, a budget a method cannot take, an unsupported config
-        parser.error(str(error))
-    print(markdown(rows))
-    if args.json:
-        source = str(args.config) if args.config else args.shape
-        report = {"model": source, "config": config.to_dict(), "images": images, "prompt": asdict(prompt), "rows": rows}
-        atomic_write_json(args.json, report)
-        print(f"wrote {args.json}")
+    """The command line (`flops_cli.py`), run as `python -m efficiency.flops`."""
+    from .flops_cli import main as run
 
-
-def _config(parser: argparse.ArgumentParser, path: Path):
-    """A LLaVA-style config (CLIP vision tower, Llama decoder) from a config.json: parser.error otherwise."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as error:
-        parser.error(f"--config {path}: not a model config.json ({error})")
-    missing = [name for name in ("vision_config", "text_config") if not hasattr(config, name)]
-    if missing:
-        parser.error(f"--config {path}: a {type(config).__name__} has no {' or '.join(missing)}; "
-                     "allowed: a LLaVA-style config (CLIP vision tower, Llama decoder)")  # fmt: skip
-    return config
+    run(argv, __doc__)
 
 
 if __name__ == "__main__":
