@@ -20,8 +20,6 @@ if TYPE_CHECKING:
 
 # Signals that cost no extra matrix multiply: read off projections or tokens the tower computes anyway.
 CAPTURED_SIGNALS = frozenset({"projections", "cls_token", "projected", "token_merging"})
-# The importance signal under its names: [CLS] attention, or the mean attention received where there is no [CLS].
-IMPORTANCE_SIGNALS = frozenset({"cls_attention", "received_attention", "importance"})
 
 
 def linear(tokens: int, fan_in: int, fan_out: int) -> int:
@@ -125,8 +123,12 @@ def part_budgets(vision: VisionCost, pruner) -> list[int]:
 
 def add_pruned_vision(vision: VisionCost, pruner: TokenPruner, images: int, cost: PrefillCost) -> int:
     """A vision-side method's encoding of `images` images added to `cost`; returns the visual tokens per image."""
+    from llava.pruning.base import IMPORTANCE, IMPORTANCE_SIGNALS
+
+    # the importance signal under its names: [CLS] attention, or the mean attention received where there is no [CLS]
+    attention_signals = {IMPORTANCE, *IMPORTANCE_SIGNALS}
     requires = frozenset(pruner.requires)
-    unknown = requires - CAPTURED_SIGNALS - IMPORTANCE_SIGNALS - {"next_projections"}
+    unknown = requires - CAPTURED_SIGNALS - attention_signals - {"next_projections"}
     if unknown:
         raise ValueError(f"no FLOPs accounting for the signal(s) {', '.join(sorted(unknown))} of {pruner.name!r}")
     tower = vision.embedding + vision.after_layers
@@ -134,7 +136,7 @@ def add_pruned_vision(vision: VisionCost, pruner: TokenPruner, images: int, cost
         tower += _merged_tower(vision, pruner, cost, images)
     else:
         tower += sum(vision.layers[: vision.feature_depth])
-    signal = vision.signal if requires & IMPORTANCE_SIGNALS else 0
+    signal = vision.signal if requires & attention_signals else 0
     if "next_projections" in requires:
         if vision.next_projections is None:
             raise ValueError(f"{vision.family} has no next-layer projections for {pruner.name!r}")
