@@ -47,10 +47,12 @@ class PrunedLlava(lmms):
     option of `method` (`important_ratio`, `layers`, `schedule`, ...) or of the model family (`layout`,
     `video_token_num`, `video_split`, `frame_cls`), and an unknown one is rejected by name.
 
-    pretrained         original LLaVA checkpoint or transformers-format one (local folder or Hub id)
+    pretrained         original LLaVA checkpoint or transformers-format one of any supported family (local
+                       folder or Hub id; `llava.load_pretrained_model`)
     method             a registered pruning method (`llava.list_methods()`), or "none" for the full model
     visual_token_num   visual tokens kept per image (per crop for LLaVA-NeXT's paper layout with vision-side
-                       methods; per image or video for in-LLM methods)
+                       methods; per image or video for in-LLM methods; per tile for InternVL): what the
+                       family's host in llava/models documents
     conv_template      LLaVA-style families: vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain;
                        chat-template families use their processor's chat template and refuse it
     dtype              auto (float16 on GPU, float32 on CPU), float16, bfloat16 or float32
