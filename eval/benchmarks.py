@@ -25,6 +25,9 @@ class Benchmark:
         return asdict(self)
 
 
+OCRBENCH_POINTS = 1000.0  # lmms-eval reports the fraction of OCRBench's 1000 points; papers report points
+
+
 def _one(task: str, metric: str = "exact_match", **kwargs) -> dict:
     return {"tasks": (task,), "metrics": ((task, metric),), **kwargs}
 
@@ -51,6 +54,16 @@ BENCHMARKS: dict[str, Benchmark] = {
                   server="MMBench server (dev-CN): upload submissions/mmbench_cn_dev_results.xlsx"),
         Benchmark("mmvet", "MM-Vet", ("mmvet_paper",), server="MM-Vet online evaluator (GPT-4): upload submissions/mmvet_submission.json"),
         Benchmark("seed", "SEED-I", **_one("seedbench", "seed_image")),
+        # the chat-template families' papers (lmms-eval 0.7.3's own tasks; val splits where test needs a server)
+        Benchmark("textvqa_val", "TextVQA-val", **_one("textvqa_val")),  # no OCR tokens in the prompt
+        Benchmark("docvqa", "DocVQA-val", **_one("docvqa_val", "anls")),
+        Benchmark("infovqa", "InfoVQA-val", **_one("infovqa_val", "anls")),
+        Benchmark("chartqa", "ChartQA", **_one("chartqa", "relaxed_overall")),
+        Benchmark("ai2d", "AI2D", **_one("ai2d")),
+        Benchmark("mmmu", "MMMU-val", **_one("mmmu_val", "mmmu_acc")),
+        Benchmark("ocrbench", "OCRBench", **_one("ocrbench", "ocrbench_accuracy", scale=OCRBENCH_POINTS)),
+        Benchmark("mmstar", "MMStar", **_one("mmstar", "average")),
+        Benchmark("realworldqa", "RealWorldQA", **_one("realworldqa")),
         Benchmark("tgif", "TGIF", ("videollava_tgif_qa",), judged=True),
         Benchmark("msvd", "MSVD", ("videollava_msvd_qa",), judged=True),
         Benchmark("msrvtt", "MSRVTT", ("videollava_msrvtt_qa",), judged=True),
@@ -81,6 +94,28 @@ FAMILIES = {
         "model_args": {},
     },
 }  # fmt: skip
+
+# Chat-template families: prompted as lmms-eval's own model for the family prompts them (eval/plugin/styles.py),
+# so no conversation template; `table` is every benchmark (no paper table of VisPruner's covers them).
+CHAT_FAMILIES = {
+    "qwen2_vl": ("Qwen/Qwen2-VL-7B-Instruct",
+                 ("mmmu", "docvqa", "infovqa", "chartqa", "textvqa_val", "ocrbench", "ai2d", "mmstar", "realworldqa", "mme")),
+    "qwen2_5_vl": ("Qwen/Qwen2.5-VL-7B-Instruct",
+                   ("mmmu", "docvqa", "infovqa", "chartqa", "textvqa_val", "ocrbench", "ai2d", "mmstar", "mme")),
+    "qwen3_vl": ("Qwen/Qwen3-VL-8B-Instruct",
+                 ("mmmu", "docvqa", "infovqa", "chartqa", "ocrbench", "ai2d", "mmstar", "realworldqa")),
+    "onevision": ("llava-hf/llava-onevision-qwen2-7b-ov-hf",
+                  ("ai2d", "chartqa", "docvqa", "infovqa", "mme", "mmstar", "mmmu", "seed", "sqa", "realworldqa")),
+    "internvl": ("OpenGVLab/InternVL3-8B-hf",
+                 ("ai2d", "chartqa", "docvqa", "infovqa", "textvqa_val", "ocrbench", "mmmu", "mmstar", "realworldqa",
+                  "mme", "pope")),
+    "gemma3": ("google/gemma-3-4b-it", ("mmmu", "docvqa", "infovqa", "textvqa_val", "ai2d", "chartqa", "realworldqa")),
+    "smolvlm": ("HuggingFaceTB/SmolVLM-Instruct", ("mmmu", "docvqa", "textvqa_val", "ai2d", "chartqa", "mmstar")),
+}  # fmt: skip
+FAMILIES.update({
+    name: {"model": model, "conv_template": None, "benchmarks": benchmarks, "table": benchmarks, "model_args": {}}
+    for name, (model, benchmarks) in CHAT_FAMILIES.items()
+})  # fmt: skip
 
 
 def table_order() -> list[str]:

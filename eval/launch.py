@@ -126,8 +126,10 @@ def _check(args: argparse.Namespace) -> None:
     """The arguments' values (no file is looked at): ValueError naming the argument, the value and what is allowed."""
     family = FAMILIES[args.family]
     args.model = (args.model or family["model"]).rstrip("/") or "/"
+    if family["conv_template"] is None and args.conv_template:
+        raise ValueError(f"--conv-template: {args.family} is prompted through its processor's chat template; drop it")
     args.conv_template = args.conv_template or family["conv_template"]
-    if args.conv_template not in TEMPLATES:
+    if args.conv_template is not None and args.conv_template not in TEMPLATES:
         raise ValueError(f"--conv-template: unknown {args.conv_template!r}; allowed: {', '.join(sorted(TEMPLATES))}")
     if args.tasks:
         metrics = tuple(tuple(m.split(":", 1)) for m in args.metric)
@@ -229,7 +231,8 @@ def _model_arg_pairs(args: argparse.Namespace, out: Path) -> dict:
         pairs["visual_token_num"] = args.tokens
         if args.ratio is not None:
             pairs["important_ratio"] = number_text(args.ratio)  # exactly the ratio of the folder's name
-    pairs["conv_template"] = args.conv_template
+    if args.conv_template is not None:  # LLaVA-style families; chat families use their chat template
+        pairs["conv_template"] = args.conv_template
     pairs.update(FAMILIES[args.family]["model_args"])
     pairs["response_log"] = out / "responses"
     pairs.update(extra_model_args(args))

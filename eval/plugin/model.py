@@ -1,12 +1,15 @@
-"""lmms-eval model `vispruner`: a LLaVA checkpoint with any registered pruning method.
+"""lmms-eval model `vispruner`: a checkpoint of any supported family with any registered pruning method.
 
     python -m lmms_eval --model vispruner \\
         --model_args pretrained=liuhaotian/llava-v1.5-7b,method=vispruner,visual_token_num=64,important_ratio=0.5 \\
         --tasks mme --batch_size 8 --output_path results/...
 
-Prompts are built exactly as lmms-eval's built-in `llava` model builds them (image placeholders
-joined by spaces in front of the task text, then the conversation template, then LLaVA's piece-wise
-tokenization) and the task options are those lmms-eval keys for `llava` (see `task_options.py`).
+For the LLaVA-style families prompts are built exactly as lmms-eval's built-in `llava` model builds them
+(image placeholders joined by spaces in front of the task text, then the conversation template, then LLaVA's
+piece-wise tokenization) and the task options are those lmms-eval keys for `llava` (see `task_options.py`).
+The chat-template families (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, Gemma 3, SmolVLM) are
+prompted as lmms-eval's own model for the family prompts them, with its task options (`styles.py`,
+`prompts.py`).
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from transformers import LlavaNextForConditionalGeneration
 import llava
 from llava.conversation import get_template
 from llava.models.llava_next import pin_paper_resolution
-from llava.prompting import IMAGE, VIDEO, encode_batch
 
 from .arguments import check_before_loading, check_device, positive_int
-from .media import sample_frames, split_visuals
+from .prompts import ChatPrompts, LlavaPrompts
 from .response_log import ResponseLog, answer_key
+from .styles import style_for
 from .task_options import TaskOptions
 
+LLAVA_TEMPLATE = "vicuna_v1"  # lmms-eval llava's default conversation template
+LLAVA_VIDEO_FRAMES = 8  # Video-LLaVA's
 DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float32": torch.float32, "fp32": torch.float32}  # fmt: skip
 SAMPLING_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_sample")
@@ -42,19 +47,24 @@ class PrunedLlava(lmms):
     option of `method` (`important_ratio`, `layers`, `schedule`, ...) or of the model family (`layout`,
     `video_token_num`, `video_split`, `frame_cls`), and an unknown one is rejected by name.
 
-    pretrained         original LLaVA checkpoint or transformers-format one (local folder or Hub id)
+    pretrained         original LLaVA checkpoint or transformers-format one of any supported family (local
+                       folder or Hub id; `llava.load_pretrained_model`)
     method             a registered pruning method (`llava.list_methods()`), or "none" for the full model
     visual_token_num   visual tokens kept per image (per crop for LLaVA-NeXT's paper layout with vision-side
-                       methods; per image or video for in-LLM methods)
-    conv_template      vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain
+                       methods; per image or video for in-LLM methods; per tile for InternVL): what the
+                       family's host in llava/models documents
+    conv_template      LLaVA-style families: vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain;
+                       chat-template families use their processor's chat template and refuse it
     dtype              auto (float16 on GPU, float32 on CPU), float16, bfloat16 or float32
     device             lmms-eval's --device (default cuda); the CPU, with a warning, when CUDA is absent
     attn_implementation  sdpa (default), eager or flash_attention_2
     paper_mode         LLaVA-NeXT as the paper ran it: 672x672 grid, 5 crops each pruned to T, no unpadding/newlines
-    task_options_as    whose task options to use (default "llava"; empty: lmms-eval's choice for our name)
+    task_options_as    whose task options to use (default: the family's lmms-eval model, "llava" for the LLaVA
+                       families, e.g. "qwen2_5_vl"; empty: lmms-eval's choice for our name)
     response_log       folder for per-sample answers; a rerun resumes from it
     vision_tower       local copy of the CLIP tower an original checkpoint names (offline use)
-    video_frames       frames sampled per video (default 8, as Video-LLaVA)
+    video_frames       frames sampled per video (default 8, as Video-LLaVA; chat families: their lmms-eval
+                       model's, 32, or 16 for SmolVLM)
     """
 
     is_simple = True
@@ -64,14 +74,14 @@ class PrunedLlava(lmms):
         pretrained: str = "liuhaotian/llava-v1.5-7b",
         method: str = "vispruner",
         visual_token_num: int | None = None,
-        conv_template: str = "vicuna_v1",
+        conv_template: str | None = None,
         dtype: str = "auto",
         attn_implementation: str = "sdpa",
         paper_mode: bool = False,
-        task_options_as: str = "llava",
+        task_options_as: str | None = None,
         response_log: str | None = None,
         vision_tower: str | None = None,
-        video_frames: int = 8,
+        video_frames: int | None = None,
         device: str = "cuda",
         batch_size: int | str = 1,
         max_batch_size: int | None = None,
@@ -83,9 +93,8 @@ class PrunedLlava(lmms):
         local_rank = self.accelerator.local_process_index if self._world_size > 1 else None
         self._device = resolve_device(device, local_rank)
         self.batch_size_per_gpu = positive_int(batch_size, "batch_size")
-        self.template = get_template(conv_template)
-        self.video_frames = positive_int(video_frames, "video_frames")
-        self.task_options = TaskOptions(task_options_as)
+        template = get_template(conv_template or LLAVA_TEMPLATE)
+        video_frames = None if video_frames is None else positive_int(video_frames, "video_frames")
         check_before_loading(pretrained, method, visual_token_num, method_options, response_log)
 
         torch_dtype = _dtype(dtype, self._device)
@@ -94,6 +103,9 @@ class PrunedLlava(lmms):
             vision_tower=vision_tower,
         )  # fmt: skip
         layout = _paper_layout(self.model, self.processor) if paper_mode else {}
+        self.prompts = _prompts(self.model, self.processor, template, conv_template, video_frames)
+        task_options_as = self.prompts.follows if task_options_as is None else task_options_as
+        self.task_options = TaskOptions(task_options_as)
         if method == "none":
             if visual_token_num is not None or method_options:
                 raise ValueError("method=none keeps every visual token: drop visual_token_num and method options")
@@ -108,10 +120,12 @@ class PrunedLlava(lmms):
             )
         self.settings = {
             "pretrained": str(pretrained), "method": method, "visual_token_num": visual_token_num,
-            "options": method_options, "conv_template": conv_template, "dtype": str(torch_dtype),
+            "options": method_options, "conv_template": _template_name(self.prompts, conv_template), "dtype": str(torch_dtype),
             "attn_implementation": attn_implementation, "paper_mode": bool(paper_mode),
-            "task_options_as": task_options_as, "video_frames": self.video_frames,
+            "task_options_as": task_options_as, "video_frames": self.prompts.video_frames,
         }  # fmt: skip
+        if isinstance(self.prompts, ChatPrompts):  # the chat rules are part of what an answer depends on
+            self.settings["chat_style"] = self.prompts.style.describe()
         self.log = ResponseLog(response_log, self._rank) if response_log else None
         self._warned: set[str] = set()
 
@@ -151,19 +165,17 @@ class PrunedLlava(lmms):
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         """Summed log-probability of each continuation (with the template's end separator, as lmms-eval's
-        llava scores it) and whether greedy decoding would produce it."""
+        llava scores it; chat families: the assistant turn with its end-of-turn tokens) and whether greedy
+        decoding would produce it."""
         results = []
         with make_progress(total=len(requests), disable=self.rank != 0, desc="vispruner scoring") as progress:
             for request in requests:
                 context, target, doc_to_visual, doc_id, task, split = request.args
                 doc = self.task_dict[task][split][doc_id]
                 continuation = target if isinstance(target, str) else target(doc)
-                question, images, videos = self._question(context, doc_to_visual(doc))
-                roles = self.template.roles
-                prompt = self.template.single_turn(question)
-                full = self.template.prompt([(roles[0], question), (roles[1], continuation)])
-                context_length = encode_batch(self.processor, [prompt], [images], [videos])["input_ids"].shape[1]
-                inputs = self._inputs([full], [images], [videos])
+                prompt, full = self.prompts.build_scored(context, continuation, doc_to_visual(doc))
+                context_length = self.prompts.encode([prompt])["input_ids"].shape[1]
+                inputs = self._inputs([prompt], [full])
                 scored = inputs["input_ids"].shape[1] - context_length
                 with torch.inference_mode():
                     # read from the end: pruning shortens the image part of the sequence, never the tail
@@ -195,17 +207,12 @@ class PrunedLlava(lmms):
         return {"key": key, "task": task, "doc_id": doc_id, "context": context, "generation": generation,
                 "visuals": lambda: doc_to_visual(docs[doc_id])}  # fmt: skip
 
-    def _question(self, context: str, visuals):
-        """lmms-eval llava's rule: placeholders joined by spaces, then a newline, unless the text has its own."""
-        images, videos = split_visuals(visuals)
-        placeholders = [IMAGE] * len(images) + [VIDEO] * len(videos)
-        if placeholders and IMAGE not in context and VIDEO not in context:
-            context = " ".join(placeholders) + "\n" + context
-        return context, images, [sample_frames(path, self.video_frames) for path in videos]
-
     def _generation_options(self, generation: dict) -> dict:
         until = generation.pop("until", None) or [self.processor.tokenizer.eos_token]
         until = [until] if isinstance(until, str) else list(until)
+        if not self.prompts.cut_at_stops:  # the family's lmms-eval model does not cut at them
+            until = []
+        until = [stop for stop in until if stop not in self.prompts.dropped_stops]
         aspect = generation.pop("image_aspect_ratio", None)
         if aspect is not None and "image_aspect_ratio" not in self.model.config.__dict__ and aspect != "original":
             self._warn_once(f"image_aspect_ratio={aspect} requested by a task is not applied to this checkpoint")
@@ -215,15 +222,15 @@ class PrunedLlava(lmms):
         temperature = float(options.get("temperature") or 0)
         sampled = {"temperature": temperature, "top_p": options.get("top_p")} if temperature > 0 else {}
         return {
-            "max_new_tokens": int(options.get("max_new_tokens", 1024)),  # lmms-eval llava's default
+            "max_new_tokens": int(options.get("max_new_tokens", self.prompts.max_new_tokens)),
             "num_beams": int(options.get("num_beams", 1)),
             "do_sample": temperature > 0,  # as lmms-eval llava: sampling follows the temperature
             **sampled,
             "until": [stop for stop in until if stop],
         }
 
-    def _inputs(self, prompts, images, videos) -> dict:
-        inputs = encode_batch(self.processor, prompts, images, videos).to(self.device)
+    def _inputs(self, prompts, texts=None) -> dict:
+        inputs = self.prompts.encode(prompts, texts).to(self.device)
         for key in ("pixel_values", "pixel_values_videos"):
             if key in inputs:
                 inputs[key] = inputs[key].to(self.model.dtype)
@@ -232,10 +239,10 @@ class PrunedLlava(lmms):
     def _generate(self, batch: list[dict]) -> list[str]:
         generation = dict(batch[0]["generation"])
         until = generation.pop("until")
-        questions = [self._question(p["context"], p["visuals"]()) for p in batch]
-        for p, (question, _, _) in zip(batch, questions):
-            p["prompt"] = self.template.single_turn(question)
-        inputs = self._inputs([p["prompt"] for p in batch], [q[1] for q in questions], [q[2] for q in questions])
+        prompts = [self.prompts.build(p["context"], p["visuals"]()) for p in batch]
+        for p, prompt in zip(batch, prompts):
+            p["prompt"] = prompt.text
+        inputs = self._inputs(prompts)
         tokenizer = self.processor.tokenizer
         with torch.inference_mode():
             output = self.model.generate(**inputs, **generation, pad_token_id=tokenizer.pad_token_id, use_cache=True)
@@ -246,6 +253,26 @@ class PrunedLlava(lmms):
         if message not in self._warned:
             self._warned.add(message)
             logger.warning(f"vispruner: {message}")
+
+
+def _prompts(model, processor, template, conv_template: str | None, video_frames: int | None):
+    """The family's prompt rules: a chat style where the family has one, lmms-eval llava's otherwise."""
+    style = style_for(model)
+    if style is None:
+        return LlavaPrompts(processor, template, int(video_frames or LLAVA_VIDEO_FRAMES))
+    if conv_template is not None:
+        raise ValueError(
+            f"conv_template={conv_template}: {type(model).__name__} is prompted through its processor's chat "
+            f"template (as lmms-eval's {style.follows}); drop conv_template"
+        )
+    if getattr(processor, "chat_template", None) is None:
+        raise ValueError(f"{type(model).__name__}: the checkpoint's processor has no chat template to prompt with")
+    return ChatPrompts(processor, style, int(video_frames or style.video_frames))
+
+
+def _template_name(prompts, conv_template: str | None) -> str | None:
+    """The conversation template as the response log's keys always named it (None: a chat template)."""
+    return (conv_template or LLAVA_TEMPLATE) if isinstance(prompts, LlavaPrompts) else None
 
 
 def _cut(text: str, stops: list[str]) -> str:

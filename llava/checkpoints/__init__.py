@@ -15,7 +15,7 @@ import transformers
 from transformers import AutoProcessor
 from transformers.utils import cached_file
 
-from . import original
+from . import image_only, original
 
 
 def load_pretrained_model(
@@ -38,7 +38,9 @@ def load_pretrained_model(
     weights) is read from, e.g. a local copy of `openai/clip-vit-large-patch14-336` when offline.
     Transformers-format checkpoints (`llava-hf/...`) load as they are, as the class their `config.json`
     names, which must be one of the supported families (`supported_classes()`: the classes pruning
-    supports); any other class is refused before any weight is read.
+    supports); any other class is refused before any weight is read. The processor is the checkpoint's
+    (`AutoProcessor`); on a machine without torchvision a processor with a video slot loads without its
+    video processor (`image_only.py`: images and text as usual, videos refused).
 
     `hub_kwargs` (revision, token, cache_dir, local_files_only, ...) go to every Hub lookup.
     """
@@ -55,7 +57,7 @@ def load_pretrained_model(
     if vision_tower is not None:
         raise ValueError("vision_tower only applies to original LLaVA checkpoints; this one is in transformers format")
     model_class = model_class_of(config, path_or_id)  # before anything else of the checkpoint is read
-    return _load_transformers_format(path_or_id, model_class, hub_kwargs, model_kwargs)
+    return _load_transformers_format(path_or_id, model_class, config.get("model_type"), hub_kwargs, model_kwargs)
 
 
 def supported_classes() -> dict[str, str]:
@@ -106,9 +108,14 @@ def _read_config(config_file: str, path_or_id: str) -> dict:
     return config
 
 
-def _load_transformers_format(path_or_id: str, model_class, hub_kwargs: dict, model_kwargs: dict):
+def _load_transformers_format(path_or_id: str, model_class, model_type, hub_kwargs: dict, model_kwargs: dict):
     model = model_class.from_pretrained(path_or_id, **hub_kwargs, **model_kwargs).eval()
-    processor = AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)
+    processor_class = image_only.processor_class_of(model_type)
+    if processor_class is not None and image_only.needs_image_only(processor_class):
+        # no torchvision here: the processor without its video part (images and text work as usual)
+        processor = image_only.image_only_class(processor_class).from_pretrained(path_or_id, **hub_kwargs)
+    else:
+        processor = AutoProcessor.from_pretrained(path_or_id, **hub_kwargs)
     processor.tokenizer.padding_side = "left"
     return model, processor
 

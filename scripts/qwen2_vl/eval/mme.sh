@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# MME: perception score (the table's number); cognition reported beside it.
+# Model: Qwen2-VL, TOKENS per image (merged 2x2-patch tokens at dynamic resolution; per video for videos) (default Qwen/Qwen2-VL-7B-Instruct); prompts as lmms-eval's own model for it.
+# Usage: mme.sh TOKENS RATIO [METHOD] [--model PATH] [--gpus N] [--limit N] [--batch-size N] [--dry-run] [--rerun]
+#        (TOKENS 'full' = no pruning; RATIO '-' for methods without one; --help lists every option)
+exec "$(dirname "${BASH_SOURCE[0]}")/../../launch.sh" qwen2_vl mme "$@"

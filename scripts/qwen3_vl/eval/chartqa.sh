@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# ChartQA test: relaxed accuracy, human and augmented splits together (chartqa, relaxed_overall).
+# Model: Qwen3-VL, TOKENS per image (merged 2x2-patch tokens at dynamic resolution; per video for videos) (default Qwen/Qwen3-VL-8B-Instruct); prompts as lmms-eval's own model for it.
+# Usage: chartqa.sh TOKENS RATIO [METHOD] [--model PATH] [--gpus N] [--limit N] [--batch-size N] [--dry-run] [--rerun]
+#        (TOKENS 'full' = no pruning; RATIO '-' for methods without one; --help lists every option)
+exec "$(dirname "${BASH_SOURCE[0]}")/../../launch.sh" qwen3_vl chartqa "$@"
