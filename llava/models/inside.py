@@ -5,7 +5,9 @@ replaced (`decoder.py`) and `model.model.forward` tells that loop which prompt t
 each run of placeholder tokens is one item (an image, or a whole video), split further where a
 family writes a known number of placeholders per item (so two adjacent images stay two items).
 `visual_token_num` is then a budget per item: an image keeps T tokens, a video T in total over its
-frames (the paper's Video-LLaVA rows count a video's tokens that way). Anyres newline tokens are
+frames (the paper's Video-LLaVA rows count a video's tokens that way; where a family writes each frame
+as its own run, e.g. Qwen3-VL with a timestamp before each, `Placeholders.spans` joins the runs of one
+video into one item). Anyres newline tokens are
 placeholders too, so they are ranked with the image tokens, as in FastV's own code.
 Logits cover the tokens the last layer kept, so `labels` are refused.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -28,12 +31,15 @@ class Placeholders:
 
     sources: placeholder token id -> "image" or "video";
     lengths: token id -> placeholders per item, where every item of that kind has the same count;
-    grids:   token id -> (rows, cols) of one item's tokens, for tracing ((1, count) where not given).
+    grids:   token id -> (rows, cols) of one item's tokens, for tracing ((1, count) where not given);
+    spans:   for items written as several runs, a function of the call's arguments giving, per token id,
+             how many runs each item of that kind spans ([items] long, the batch's items in order).
     """
 
     sources: dict[int, str]
     lengths: dict[int, int] = field(default_factory=dict)
     grids: dict[int, tuple[int, int]] = field(default_factory=dict)
+    spans: Callable[[dict], dict[int, torch.Tensor]] | None = None
 
 
 def attach(host: Host, placeholders: Placeholders) -> None:
@@ -45,8 +51,11 @@ def attach(host: Host, placeholders: Placeholders) -> None:
     host.patch.set(host.model, "forward", _refusing_labels(host))
 
 
-def item_index(input_ids: torch.Tensor, placeholders: Placeholders) -> torch.Tensor:
-    """[B, L] item number (within its row) of each placeholder token, -1 for the other tokens."""
+def item_index(
+    input_ids: torch.Tensor, placeholders: Placeholders, spans: dict[int, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """[B, L] item number (within its row) of each placeholder token, -1 for the other tokens. `spans`
+    (token id -> runs per item, as `Placeholders.spans` gives them) joins consecutive runs into one item."""
     ids = torch.tensor(list(placeholders.sources), device=input_ids.device)
     visual = torch.isin(input_ids, ids)
     previous = torch.nn.functional.pad(input_ids[:, :-1], (1, 0), value=-1)
@@ -58,7 +67,18 @@ def item_index(input_ids: torch.Tensor, placeholders: Placeholders) -> torch.Ten
         length = torch.where(input_ids == token_id, count, length)
     splits = visual & (length > 0) & ((column - run_start) % length.clamp(min=1) == 0)
     starts = starts | splits
+    for token_id, runs in (spans or {}).items():
+        starts = starts & ~_later_runs(starts & (input_ids == token_id), runs.to(input_ids.device))
     return torch.where(visual, starts.long().cumsum(dim=1) - 1, -1)
+
+
+def _later_runs(run_starts: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
+    """[B, L]: the starts among `run_starts` (the batch's runs of one kind, in order) that continue an item,
+    each item spanning `runs[i]` runs."""
+    first = torch.zeros(int(runs.sum()), dtype=torch.bool, device=runs.device)
+    first[runs.cumsum(0) - runs] = True
+    number = run_starts.reshape(-1).long().cumsum(0).reshape(run_starts.shape) - 1  # each start's run number
+    return run_starts & ~first[number.clamp(min=0, max=first.numel() - 1)]
 
 
 def _marking_forward(host: Host, placeholders: Placeholders, items: dict):
@@ -74,7 +94,8 @@ def _marking_forward(host: Host, placeholders: Placeholders, items: dict):
         marks = {}
         if input_ids is not None:
             if input_ids.shape[1] > 1:
-                index = item_index(input_ids, placeholders)
+                spans = placeholders.spans(given) if placeholders.spans is not None else None
+                index = item_index(input_ids, placeholders, spans)
                 marks[decoder.IMAGE_INDEX_KWARG] = index
                 if host.tracer is not None:
                     items["rows"] = _describe_items(input_ids, index, placeholders)
