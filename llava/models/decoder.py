@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
@@ -130,6 +130,9 @@ def attach(
     check_supported(language_model)
     pruner.check_depth(len(language_model.layers))
     plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    # a mixture-of-experts decoder (e.g. Qwen3-VL-MoE) returns its routers' logits too: its caller reads them
+    records = getattr(type(language_model), "_can_record_outputs", None) or {}
+    output_type = MoeModelOutputWithPast if "router_logits" in records else BaseModelOutputWithPast
 
     def forward(
         self,
@@ -180,7 +183,7 @@ def attach(
                 use_cache,
                 kwargs,
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
+        return output_type(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
 
     decorated = capture_outputs(merge_with_config_defaults(forward))
     patch.set(language_model, "forward", types.MethodType(decorated, language_model))

@@ -33,7 +33,8 @@ class Placeholders:
     lengths: token id -> placeholders per item, where every item of that kind has the same count;
     grids:   token id -> (rows, cols) of one item's tokens, for tracing ((1, count) where not given);
     spans:   for items written as several runs, a function of the call's arguments giving, per token id,
-             how many runs each item of that kind spans ([items] long, the batch's items in order).
+             each item's placeholder count ([items] long, the batch's items in order): consecutive runs
+             of that token join until they hold the item's count.
     """
 
     sources: dict[int, str]
@@ -55,7 +56,8 @@ def item_index(
     input_ids: torch.Tensor, placeholders: Placeholders, spans: dict[int, torch.Tensor] | None = None
 ) -> torch.Tensor:
     """[B, L] item number (within its row) of each placeholder token, -1 for the other tokens. `spans`
-    (token id -> runs per item, as `Placeholders.spans` gives them) joins consecutive runs into one item."""
+    (token id -> placeholders per item, as `Placeholders.spans` gives them) joins consecutive runs into
+    one item."""
     ids = torch.tensor(list(placeholders.sources), device=input_ids.device)
     visual = torch.isin(input_ids, ids)
     previous = torch.nn.functional.pad(input_ids[:, :-1], (1, 0), value=-1)
@@ -67,18 +69,17 @@ def item_index(
         length = torch.where(input_ids == token_id, count, length)
     splits = visual & (length > 0) & ((column - run_start) % length.clamp(min=1) == 0)
     starts = starts | splits
-    for token_id, runs in (spans or {}).items():
-        starts = starts & ~_later_runs(starts & (input_ids == token_id), runs.to(input_ids.device))
+    for token_id, counts in (spans or {}).items():
+        starts = starts & ~_continuing(input_ids == token_id, counts.to(input_ids.device))
     return torch.where(visual, starts.long().cumsum(dim=1) - 1, -1)
 
 
-def _later_runs(run_starts: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
-    """[B, L]: the starts among `run_starts` (the batch's runs of one kind, in order) that continue an item,
-    each item spanning `runs[i]` runs."""
-    first = torch.zeros(int(runs.sum()), dtype=torch.bool, device=runs.device)
-    first[runs.cumsum(0) - runs] = True
-    number = run_starts.reshape(-1).long().cumsum(0).reshape(run_starts.shape) - 1  # each start's run number
-    return run_starts & ~first[number.clamp(min=0, max=first.numel() - 1)]
+def _continuing(placeholder: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """[B, L]: the placeholders (`placeholder`, of one kind) that do not begin an item, the batch's items
+    holding `counts` of them in turn (batch-major order)."""
+    flat = placeholder.reshape(-1).long()
+    before = (flat.cumsum(0) - flat).reshape(placeholder.shape)  # the kind's placeholders before each token
+    return placeholder & ~torch.isin(before, counts.cumsum(0) - counts)
 
 
 def _marking_forward(host: Host, placeholders: Placeholders, items: dict):
@@ -152,10 +153,19 @@ def _refusing_labels(host: Host):
 
     @functools.wraps(stock)
     def forward(*args, **kwargs):
-        if signature.bind_partial(*args, **kwargs).arguments.get("labels") is not None:
+        given = signature.bind_partial(*args, **kwargs).arguments
+        if given.get("labels") is not None:
             raise ValueError(
                 f"labels are not supported with {host.pruner.name}: it drops tokens inside the language "
                 "model, so the logits cover the kept tokens only"
+            )
+        routers = given.get("output_router_logits")
+        if routers is None:
+            routers = getattr(host.config.get_text_config(), "output_router_logits", False)
+        if routers:  # a mixture-of-experts model's load-balancing loss needs every layer at full length
+            raise ValueError(
+                f"output_router_logits is not supported with {host.pruner.name}: it drops tokens inside the "
+                "language model, so layers after its pruning layer route fewer tokens than the attention mask holds"
             )
         return stock(*args, **kwargs)
 

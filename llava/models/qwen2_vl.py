@@ -88,7 +88,8 @@ def attach_family(family: Family, model, pruner: TokenPruner, patch: InstancePat
     config = model.config
     if host.inside:
         video = config.video_token_id
-        spans = (lambda given: _video_spans(given, video)) if family.frame_runs else None
+        unit = config.vision_config.spatial_merge_size**2
+        spans = (lambda given: _video_counts(given, video, unit)) if family.frame_runs else None
         inside.attach(host, inside.Placeholders({config.image_token_id: "image", video: "video"}, spans=spans))
         for encoder, _, _ in ENCODERS.values():  # the stock forward hands its keywords to the encoders too
             host.patch_encoder(encoder, _without_marks)
@@ -101,10 +102,16 @@ def attach_family(family: Family, model, pruner: TokenPruner, patch: InstancePat
     patch_generate(model, patch, lambda given: _rewrite(host, family, given, text_row=True))
 
 
-def _video_spans(given: dict, video_token_id: int) -> dict[int, torch.Tensor]:
-    """A video written frame by frame spans as many placeholder runs as it has frames (its grid's t)."""
+def _video_counts(given: dict, video_token_id: int, unit: int) -> dict[int, torch.Tensor]:
+    """Each video's placeholder count (`inside.Placeholders.spans`), from its grid or, in a generate's
+    prefill (which passes the encoded videos and no grids), from its encoded tokens."""
     grid = given.get("video_grid_thw")
-    return {} if grid is None else {video_token_id: grid[:, 0]}
+    if grid is not None:
+        return {video_token_id: grid.prod(-1) // unit}
+    encoded = (given.get("mm_encoder_outputs") or {}).get("video")
+    if encoded is None:
+        return {}
+    return {video_token_id: torch.tensor([len(tokens) for tokens in encoded.pooler_output])}
 
 
 def _without_marks(stock):
@@ -240,7 +247,7 @@ def _check_runs(given: dict, family: Family, source: str, token_id: int, need: l
             "as the processor writes them"
         )
     runs = placeholder_runs(input_ids, token_id, given.get("attention_mask"))
-    if not splits_into(runs, need):
+    if (runs != need) if run == "frame" else not splits_into(runs, need):  # frames never share a run
         raise ValueError(
             f"pruning {family.name}: the prompt's runs of {source} placeholders (token {token_id}) are "
             f"{', '.join(map(str, runs))} long; the {items} {source}(s) passed ({grid_name}) need one run "
