@@ -413,6 +413,49 @@ def test_deepstack_is_added_inside_the_pruned_language_model_at_the_kept_visual_
             )
 
 
+@pytest.mark.parametrize(
+    ("method", "options", "layer"),
+    [("fastv", {"layer": 2}, 1), ("sparsevlm", {"layers": (0,), "schedule": (2,)}, 0)],
+    ids=["rows-of-the-layer-that-ran", "rows-of-the-layer-ahead"],
+)
+def test_language_model_attention_rows_beside_sdpa_match_eager_attention_with_its_q_k_norms(
+    qwen3, method, options, layer
+):
+    """Qwen3's decoder normalises queries and keys per head before the rotary embedding: the rows the
+    methods read (FastV: captured from layer 1 as it ran; SparseVLM: computed ahead of layer 0) are the
+    eager attention's rows of the unpruned model."""
+    model = qwen3[0]
+    inputs = prompts(qwen3)
+    pruner = llava.create_pruner(method, T, **options)
+    reduce, seen = pruner.reduce, {}
+
+    def recorded_reduce(stage, sequence, attention, state):
+        def reading(query_index):
+            rows = attention(query_index)
+            seen.setdefault("read", (query_index, rows))
+            return rows
+
+        return reduce(stage, sequence, reading, state)
+
+    pruner.reduce = recorded_reduce
+    llava.attach_pruner(model, pruner)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        llava.remove_pruning(model)
+    language_model = model.model.language_model
+    language_model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            eager = model(**inputs, output_attentions=True).attentions[layer]  # [B, H, L, L]
+    finally:
+        language_model.set_attn_implementation("sdpa")
+    query, rows = seen["read"]
+    expected = eager.gather(2, query[:, None, :, None].expand(-1, eager.shape[1], -1, eager.shape[-1]))
+    torch.testing.assert_close(rows, expected, rtol=0, atol=1e-5)
+
+
 # --- Qwen3-VL-MoE: the same seams ---------------------------------------------------------------------------
 
 
