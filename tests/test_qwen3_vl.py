@@ -17,7 +17,8 @@ from transformers import AttentionInterface
 import llava
 from family_helpers import generate, language_model_inputs, pruned, random_image, subsequence_positions
 from llava.models import qwen_vision
-from llava.testing import build_tiny_qwen3_vl, qwen3_vl_video_text
+from llava.testing import build_tiny_qwen3_vl
+from llava.testing.qwen3_vl import qwen3_vl_video_text
 
 VIDEO_GRID = (3, 4, 6)  # temporal patches x patch rows x patch cols: 3 frames of 2 x 3 merged tokens
 PATCH_VALUES = 3 * 2 * 16 * 16  # one flattened patch: channels x temporal patch x patch x patch
@@ -476,3 +477,23 @@ def test_the_moe_model_is_stock_when_nothing_is_pruned_and_prunes_inside_and_bef
                     model(**inputs, output_router_logits=True)
             else:
                 assert model(**inputs, output_router_logits=True).router_logits
+
+
+@pytest.mark.parametrize("method", ["vispruner", "fastv"])
+def test_two_images_in_one_prompt_are_two_items_with_their_own_budget(qwen3, method):
+    model, tokenizer, images, _ = qwen3
+    runs = [f"<|vision_start|>{'<|image_pad|>' * merged_count(i.image_grid_thw)}<|vision_end|>" for i in images]
+    inputs = dict(tokenizer([f"USER: {runs[0]} and {runs[1]}Same? ASSISTANT:"], return_tensors="pt"))
+    ids = inputs["input_ids"]
+    inputs["mm_token_type_ids"] = (ids == model.config.image_token_id).int()
+    inputs["pixel_values"] = torch.cat([i.pixel_values for i in images])
+    inputs["image_grid_thw"] = torch.cat([i.image_grid_thw for i in images])
+    with pruned(model, method, T, trace=True):
+        seen = language_model_inputs(model, **inputs)
+        (call,) = model.pruning_trace
+    assert [(p.source, p.item) for p in call.parts] == [("image", 0), ("image", 1)]
+    if method == "vispruner":
+        assert [len(p.kept) for p in call.parts] == [T, T]
+        assert int(seen["visual_pos_masks"].sum()) == 2 * T
+    else:  # the prompt's two images compete for 2 T slots
+        assert sum(len(p.kept) for p in call.parts) == 2 * T

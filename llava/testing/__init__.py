@@ -17,7 +17,7 @@ from .families import (
     build_tiny_video_llava,
     internvl_image_text,
 )
-from .qwen3_vl import build_tiny_qwen3_vl, qwen3_vl_video_text
+from .qwen3_vl import build_tiny_qwen3_vl as build_tiny_qwen3_vl
 from .tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava, build_tokenizer, clip_image_processor
 
 __all__ = [
@@ -30,10 +30,8 @@ __all__ = [
     "build_tiny_llava_next_video",
     "build_tiny_llava_onevision",
     "build_tiny_qwen2_vl",
-    "build_tiny_qwen3_vl",
     "build_tiny_video_llava",
     "build_tokenizer",
     "clip_image_processor",
     "internvl_image_text",
-    "qwen3_vl_video_text",
 ]
