@@ -67,6 +67,16 @@ FAMILIES: dict[str, tuple[str, str, dict]] = {
         "build_tiny_internvl",
         LAYERS,
     ),
+    "transformers.models.qwen3_vl.modeling_qwen3_vl.Qwen3VLForConditionalGeneration": (
+        "Qwen3-VL",
+        "build_tiny_qwen3_vl",
+        LAYERS,
+    ),
+    "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe.Qwen3VLMoeForConditionalGeneration": (
+        "Qwen3-VL-MoE",
+        "build_tiny_qwen3_vl",
+        {"moe": True, **LAYERS},
+    ),
 }
 
 

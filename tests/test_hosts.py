@@ -13,6 +13,7 @@ from llava.testing import (
     build_tiny_llava_next_video,
     build_tiny_llava_onevision,
     build_tiny_qwen2_vl,
+    build_tiny_qwen3_vl,
     build_tiny_video_llava,
 )
 
@@ -24,6 +25,8 @@ BUILDERS = {
     "llava_onevision": build_tiny_llava_onevision,
     "qwen2_vl": lambda: build_tiny_qwen2_vl("2"),
     "qwen2_5_vl": lambda: build_tiny_qwen2_vl("2.5"),
+    "qwen3_vl": build_tiny_qwen3_vl,
+    "qwen3_vl_moe": lambda: build_tiny_qwen3_vl(moe=True),
 }
 
 
@@ -45,7 +48,7 @@ def test_unsupported_classes_are_named_with_every_supported_one():
     assert "LlamaForCausalLM" in message
     for name in HOSTS:
         assert name.rsplit(".", 1)[1] in message
-    assert len(HOSTS) == 8
+    assert len(HOSTS) == 10
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))

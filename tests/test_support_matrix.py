@@ -74,6 +74,12 @@ def internvl_inputs(built, **_):
     return internvl_batch(*built)
 
 
+def qwen3_vl_inputs(built, **_):
+    from test_qwen3_vl import assets, prompts
+
+    return prompts(assets(built))
+
+
 INPUTS = {
     "LlavaForConditionalGeneration": llava_inputs,
     "LlavaNextForConditionalGeneration": llava_next_inputs,
@@ -83,6 +89,8 @@ INPUTS = {
     "Qwen2VLForConditionalGeneration": qwen2_vl_inputs,
     "Qwen2_5_VLForConditionalGeneration": qwen2_vl_inputs,
     "InternVLForConditionalGeneration": internvl_inputs,
+    "Qwen3VLForConditionalGeneration": qwen3_vl_inputs,
+    "Qwen3VLMoeForConditionalGeneration": qwen3_vl_inputs,
 }
 
 

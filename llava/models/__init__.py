@@ -1,7 +1,7 @@
 """Wiring of pruning methods into each supported model family, and the public switch.
 
 One small module per host family (`llava.py`, `llava_next.py`, `video_llava.py`, `llava_next_video.py`,
-`llava_onevision.py`, `qwen2_vl.py`, `internvl.py`) knows where that family encodes images and videos and how its
+`llava_onevision.py`, `qwen2_vl.py`, `internvl.py`, `qwen3_vl.py`) knows where that family encodes images and videos and how its
 prompts hold placeholders; `apply_pruning` picks it by the model's class. Shared pieces: `common.py`
 (the `Host` skeleton every family builds: signal checks, defaults, forward/generate rewriting;
 `prune`), `inside.py` (in-LLM methods on any family) over `decoder.py` (the pruning layer loop),
@@ -36,6 +36,8 @@ HOSTS: dict[str, str] = {
     "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl.Qwen2_5_VLForConditionalGeneration": "qwen2_vl",
     "transformers.models.video_llava.modeling_video_llava.VideoLlavaForConditionalGeneration": "video_llava",
     "transformers.models.internvl.modeling_internvl.InternVLForConditionalGeneration": "internvl",
+    "transformers.models.qwen3_vl.modeling_qwen3_vl.Qwen3VLForConditionalGeneration": "qwen3_vl",
+    "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe.Qwen3VLMoeForConditionalGeneration": "qwen3_vl",
 }
 
 _PATCH_ATTR = "_pruning_patch"

@@ -26,6 +26,16 @@ detection, and it is never packed).
 
 The host passes, as the keyword `IMAGE_INDEX_KWARG` that the stock multimodal model forwards to its
 language model, which prompt tokens are visual ([B, L] long, image number within the row or -1).
+
+DeepStack (Qwen3-VL): the stock multimodal model hands its language model `visual_pos_masks` [B, L] and
+`deepstack_visual_embeds` (one [V, C] tensor per level: features of intermediate vision layers, one row per
+visual token in mask order) and adds level i to the hidden states of the visual tokens after layer i. The
+loop does the same on whatever sequence that layer ran on: each token finds its row through its `origin`
+(its prefill column), so after a stage the additions follow the kept tokens; tokens made by merging
+(SparseVLM's recycled clusters) stand for no single visual token and get none.
+
+Decoders with q/k norms (Qwen3: `self_attn.q_norm` / `k_norm`) get them applied to the attention rows
+computed beside SDPA as the layer applies them (per head, or over the full width, as the norm is sized).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import DynamicCache
 from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
@@ -52,6 +62,8 @@ IMAGE_INDEX_KWARG = "pruning_image_index"
 StageHook = Callable[[int, torch.Tensor, Sequence], None]
 _REQUIRED = ("embed_tokens", "layers", "norm", "rotary_emb")
 MROPE_SECTIONS = 3  # temporal, height, width: the rows of an M-RoPE model's rotary position_ids
+DEEPSTACK_MASK_KWARG = "visual_pos_masks"  # Qwen3-VL's language-model keywords for DeepStack
+DEEPSTACK_KWARG = "deepstack_visual_embeds"
 
 
 @dataclass
@@ -65,6 +77,35 @@ class _Group:
 class _Plan:
     prefill_length: int
     groups: list[_Group]
+
+
+@dataclass
+class _DeepStack:
+    """A call's DeepStack inputs: level i [V, C] is added after layer i to the visual tokens, `rank` [B, L]
+    being each prefill column's row in the levels (-1 for the other tokens)."""
+
+    levels: list[torch.Tensor]
+    rank: torch.Tensor
+
+    @classmethod
+    def of(cls, kwargs: dict) -> _DeepStack | None:
+        """Taken out of a language-model call's keyword arguments (None when the call has none)."""
+        mask, levels = kwargs.pop(DEEPSTACK_MASK_KWARG, None), kwargs.pop(DEEPSTACK_KWARG, None)
+        if mask is None or levels is None:
+            return None
+        flat = mask.reshape(-1)
+        rank = torch.where(flat, flat.long().cumsum(0) - 1, -1).reshape(mask.shape)
+        return cls(list(levels), rank)
+
+    def added(self, layer: int, hidden: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """`hidden` [B, L', C] after `layer` with that layer's level added at the visual tokens it holds
+        (`origin` [B, L']: their prefill columns); unchanged past the last level."""
+        if layer >= len(self.levels) or self.levels[layer].shape[0] == 0:
+            return hidden
+        rank = self.rank.to(origin.device).gather(1, origin.clamp(min=0))
+        visual = (origin >= 0) & (rank >= 0)
+        level = self.levels[layer].to(hidden.device, hidden.dtype)
+        return hidden + torch.where(visual[..., None], level[rank.clamp(min=0)], 0)
 
 
 def check_supported(language_model) -> None:
@@ -89,6 +130,9 @@ def attach(
     check_supported(language_model)
     pruner.check_depth(len(language_model.layers))
     plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    # a mixture-of-experts decoder (e.g. Qwen3-VL-MoE) returns its routers' logits too: its caller reads them
+    records = getattr(type(language_model), "_can_record_outputs", None) or {}
+    output_type = MoeModelOutputWithPast if "router_logits" in records else BaseModelOutputWithPast
 
     def forward(
         self,
@@ -101,6 +145,7 @@ def attach(
         **kwargs,
     ):
         image_index = kwargs.pop(IMAGE_INDEX_KWARG, None)
+        deepstack = _DeepStack.of(kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -123,6 +168,7 @@ def attach(
                 past_key_values,
                 use_cache,
                 image_index,
+                deepstack,
                 kwargs,
                 on_stage,
             )
@@ -137,7 +183,7 @@ def attach(
                 use_cache,
                 kwargs,
             )
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
+        return output_type(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
 
     decorated = capture_outputs(merge_with_config_defaults(forward))
     patch.set(language_model, "forward", types.MethodType(decorated, language_model))
@@ -199,7 +245,9 @@ def _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs)
     )
 
 
-def _prefill(model, pruner, plans, embeds, attention_mask, given, cache, use_cache, image_index, kwargs, on_stage):
+def _prefill(
+    model, pruner, plans, embeds, attention_mask, given, cache, use_cache, image_index, deepstack, kwargs, on_stage
+):
     positions, text = given
     batch, length = embeds.shape[:2]
     device = embeds.device
@@ -239,6 +287,8 @@ def _prefill(model, pruner, plans, embeds, attention_mask, given, cache, use_cac
         capture = capture_projections(layer.self_attn, slice(None)) if index in captured else nullcontext()
         with capture as projected:
             hidden = _run_layer(layer, hidden, causal, text, rope, cache, use_cache, kwargs)
+        if deepstack is not None:
+            hidden = deepstack.added(index, hidden, sequence.origin)
         if index in captured:
             readers[captured[index]] = _captured_reader(
                 layer.self_attn, projected, replace(sequence, hidden=hidden), rope
@@ -279,10 +329,21 @@ def _heads(attention):
     return attention.q_proj.out_features // attention.head_dim, attention.k_proj.out_features // attention.head_dim
 
 
+def _normed(attention, name: str, projected: torch.Tensor) -> torch.Tensor:
+    """`projected` [B, N, heads * d] through the layer's `q_norm` / `k_norm` (`name`) where it has one: per
+    head when the norm is sized to a head (Qwen3), over the full width otherwise."""
+    norm = getattr(attention, name, None)
+    if norm is None:
+        return projected
+    if norm.weight.shape[-1] == attention.head_dim:
+        return norm(projected.unflatten(-1, (-1, attention.head_dim))).flatten(-2)
+    return norm(projected)
+
+
 def _captured_reader(attention, projected, sequence: Sequence, rope):
     """Rows of the attention the layer just computed, from the query/key projections it produced."""
     num_heads, num_kv_heads = _heads(attention)
-    query_all, key = projected["query"], projected["key"]
+    query_all, key = _normed(attention, "q_norm", projected["query"]), _normed(attention, "k_norm", projected["key"])
 
     def rows(query_index):
         query = query_all.gather(1, query_index[..., None].expand(-1, -1, query_all.shape[-1]))
@@ -302,7 +363,7 @@ def _ahead_reader(layer, sequence: Sequence, rope):
     def rows(query_index):
         normed = layer.input_layernorm(sequence.hidden)
         query = attention.q_proj(normed.gather(1, query_index[..., None].expand(-1, -1, normed.shape[-1])))
-        key = attention.k_proj(normed)
+        query, key = _normed(attention, "q_norm", query), _normed(attention, "k_norm", attention.k_proj(normed))
         return causal_rows_softmax(
             query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling
         )

@@ -5,7 +5,9 @@ replaced (`decoder.py`) and `model.model.forward` tells that loop which prompt t
 each run of placeholder tokens is one item (an image, or a whole video), split further where a
 family writes a known number of placeholders per item (so two adjacent images stay two items).
 `visual_token_num` is then a budget per item: an image keeps T tokens, a video T in total over its
-frames (the paper's Video-LLaVA rows count a video's tokens that way). Anyres newline tokens are
+frames (the paper's Video-LLaVA rows count a video's tokens that way; where a family writes each frame
+as its own run, e.g. Qwen3-VL with a timestamp before each, `Placeholders.spans` joins the runs of one
+video into one item). Anyres newline tokens are
 placeholders too, so they are ranked with the image tokens, as in FastV's own code.
 Logits cover the tokens the last layer kept, so `labels` are refused.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -28,12 +31,16 @@ class Placeholders:
 
     sources: placeholder token id -> "image" or "video";
     lengths: token id -> placeholders per item, where every item of that kind has the same count;
-    grids:   token id -> (rows, cols) of one item's tokens, for tracing ((1, count) where not given).
+    grids:   token id -> (rows, cols) of one item's tokens, for tracing ((1, count) where not given);
+    spans:   for items written as several runs, a function of the call's arguments giving, per token id,
+             each item's placeholder count ([items] long, the batch's items in order): consecutive runs
+             of that token join until they hold the item's count.
     """
 
     sources: dict[int, str]
     lengths: dict[int, int] = field(default_factory=dict)
     grids: dict[int, tuple[int, int]] = field(default_factory=dict)
+    spans: Callable[[dict], dict[int, torch.Tensor]] | None = None
 
 
 def attach(host: Host, placeholders: Placeholders) -> None:
@@ -45,8 +52,12 @@ def attach(host: Host, placeholders: Placeholders) -> None:
     host.patch.set(host.model, "forward", _refusing_labels(host))
 
 
-def item_index(input_ids: torch.Tensor, placeholders: Placeholders) -> torch.Tensor:
-    """[B, L] item number (within its row) of each placeholder token, -1 for the other tokens."""
+def item_index(
+    input_ids: torch.Tensor, placeholders: Placeholders, spans: dict[int, torch.Tensor] | None = None
+) -> torch.Tensor:
+    """[B, L] item number (within its row) of each placeholder token, -1 for the other tokens. `spans`
+    (token id -> placeholders per item, as `Placeholders.spans` gives them) joins consecutive runs into
+    one item."""
     ids = torch.tensor(list(placeholders.sources), device=input_ids.device)
     visual = torch.isin(input_ids, ids)
     previous = torch.nn.functional.pad(input_ids[:, :-1], (1, 0), value=-1)
@@ -58,7 +69,17 @@ def item_index(input_ids: torch.Tensor, placeholders: Placeholders) -> torch.Ten
         length = torch.where(input_ids == token_id, count, length)
     splits = visual & (length > 0) & ((column - run_start) % length.clamp(min=1) == 0)
     starts = starts | splits
+    for token_id, counts in (spans or {}).items():
+        starts = starts & ~_continuing(input_ids == token_id, counts.to(input_ids.device))
     return torch.where(visual, starts.long().cumsum(dim=1) - 1, -1)
+
+
+def _continuing(placeholder: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """[B, L]: the placeholders (`placeholder`, of one kind) that do not begin an item, the batch's items
+    holding `counts` of them in turn (batch-major order)."""
+    flat = placeholder.reshape(-1).long()
+    before = (flat.cumsum(0) - flat).reshape(placeholder.shape)  # the kind's placeholders before each token
+    return placeholder & ~torch.isin(before, counts.cumsum(0) - counts)
 
 
 def _marking_forward(host: Host, placeholders: Placeholders, items: dict):
@@ -74,7 +95,8 @@ def _marking_forward(host: Host, placeholders: Placeholders, items: dict):
         marks = {}
         if input_ids is not None:
             if input_ids.shape[1] > 1:
-                index = item_index(input_ids, placeholders)
+                spans = placeholders.spans(given) if placeholders.spans is not None else None
+                index = item_index(input_ids, placeholders, spans)
                 marks[decoder.IMAGE_INDEX_KWARG] = index
                 if host.tracer is not None:
                     items["rows"] = _describe_items(input_ids, index, placeholders)
@@ -131,10 +153,19 @@ def _refusing_labels(host: Host):
 
     @functools.wraps(stock)
     def forward(*args, **kwargs):
-        if signature.bind_partial(*args, **kwargs).arguments.get("labels") is not None:
+        given = signature.bind_partial(*args, **kwargs).arguments
+        if given.get("labels") is not None:
             raise ValueError(
                 f"labels are not supported with {host.pruner.name}: it drops tokens inside the language "
                 "model, so the logits cover the kept tokens only"
+            )
+        routers = given.get("output_router_logits")
+        if routers is None:
+            routers = getattr(host.config.get_text_config(), "output_router_logits", False)
+        if routers:  # a mixture-of-experts model's load-balancing loss needs every layer at full length
+            raise ValueError(
+                f"output_router_logits is not supported with {host.pruner.name}: it drops tokens inside the "
+                "language model, so layers after its pruning layer route fewer tokens than the attention mask holds"
             )
         return stock(*args, **kwargs)
 

@@ -17,6 +17,9 @@ positions, inputs and generated tokens equal the stock model's.
 In-LLM methods (FastV, PDrop, SparseVLM) leave encoding and placeholders alone and prune inside the
 language model (`inside.py`, `decoder.py`, which handles M-RoPE positions); each image and each
 video is one item with its own budget.
+
+Qwen3-VL (`qwen3_vl.py`) is served by the same code (`attach_family`, its `Family` writing each video
+frame as a run of its own; its DeepStack levels kept at the same indices as the merged tokens).
 """
 
 from __future__ import annotations
@@ -44,28 +47,71 @@ ENCODERS = {
 
 @dataclass
 class PrunedVisualOutput(BaseModelOutputWithPooling):
-    """The stock output plus, per image (video), the kept merged-token indices [k] (ascending)."""
+    """The stock output plus, per image (video), the kept merged-token indices [k] (ascending); for a
+    tower with DeepStack levels (Qwen3-VL), each level's features at those same indices, per level a
+    tuple over the items (the stock `deepstack_features` layout)."""
 
     kept_indices: tuple[torch.Tensor, ...] | None = None
+    deepstack_features: list[tuple[torch.Tensor, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """What differs between the Qwen-VL generations this module serves: the name messages use, and
+    whether each video frame is a placeholder run of its own (Qwen3-VL writes a timestamp before each
+    frame) rather than a video being one run."""
+
+    name: str
+    frame_runs: bool = False
+
+    def runs(self, source: str, grid_thw: torch.Tensor, unit: int) -> list[int]:
+        """The placeholder runs the items of `grid_thw` [N, 3] need, in prompt order."""
+        if source == "video" and self.frame_runs:
+            return (grid_thw[:, 1:].prod(-1) // unit).repeat_interleave(grid_thw[:, 0]).tolist()
+        return (grid_thw.prod(-1) // unit).tolist()
+
+
+QWEN2 = Family(HOST)
 
 
 def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | None = None) -> None:
-    host = Host(model, pruner, patch, tracer, HOST, qwen_vision.SIGNALS, qwen_vision.NOTE, strategy=None)
+    attach_family(QWEN2, model, pruner, patch, tracer)
+
+
+def attach_family(family: Family, model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | None) -> None:
+    """Attach pruning to a model of a Qwen-VL generation `family` (its encoder is `qwen_vision.py`'s)."""
+    name = family.name
+    host = Host(model, pruner, patch, tracer, name, qwen_vision.SIGNALS, qwen_vision.NOTE, strategy=None)
     if not host.inside and not has_select(pruner):  # M-RoPE refuses it, whatever signals it needs
-        raise ValueError(f"method {pruner.name!r} merges tokens; {HOST} needs kept positions for M-RoPE")
+        raise ValueError(f"method {pruner.name!r} merges tokens; {name} needs kept positions for M-RoPE")
     host.check_signals()
     config = model.config
     if host.inside:
-        inside.attach(host, inside.Placeholders({config.image_token_id: "image", config.video_token_id: "video"}))
-        for name, _, _ in ENCODERS.values():  # the stock forward hands its keywords to the encoders too
-            host.patch_encoder(name, _without_marks)
-        patch_forward(model, patch, lambda given: _check_prompt(host, given))
-        patch_generate(model, patch, lambda given: _check_prompt(host, given))
+        video = config.video_token_id
+        unit = config.vision_config.spatial_merge_size**2
+        spans = (lambda given: _video_counts(given, video, unit)) if family.frame_runs else None
+        inside.attach(host, inside.Placeholders({config.image_token_id: "image", video: "video"}, spans=spans))
+        for encoder, _, _ in ENCODERS.values():  # the stock forward hands its keywords to the encoders too
+            host.patch_encoder(encoder, _without_marks)
+        patch_forward(model, patch, lambda given: _check_prompt(host, family, given))
+        patch_generate(model, patch, lambda given: _check_prompt(host, family, given))
         return
-    for source, (name, _, _) in ENCODERS.items():
-        host.patch_encoder(name, lambda stock, source=source: _pruned_features(host, source, stock))
-    patch_forward(model, patch, lambda given: _rewrite(host, given, text_row=False))
-    patch_generate(model, patch, lambda given: _rewrite(host, given, text_row=True))
+    for source, (encoder, _, _) in ENCODERS.items():
+        host.patch_encoder(encoder, lambda stock, source=source: _pruned_features(host, source, stock))
+    patch_forward(model, patch, lambda given: _rewrite(host, family, given, text_row=False))
+    patch_generate(model, patch, lambda given: _rewrite(host, family, given, text_row=True))
+
+
+def _video_counts(given: dict, video_token_id: int, unit: int) -> dict[int, torch.Tensor]:
+    """Each video's placeholder count (`inside.Placeholders.spans`), from its grid or, in a generate's
+    prefill (which passes the encoded videos and no grids), from its encoded tokens."""
+    grid = given.get("video_grid_thw")
+    if grid is not None:
+        return {video_token_id: grid.prod(-1) // unit}
+    encoded = (given.get("mm_encoder_outputs") or {}).get("video")
+    if encoded is None:
+        return {}
+    return {video_token_id: torch.tensor([len(tokens) for tokens in encoded.pooler_output])}
 
 
 def _without_marks(stock):
@@ -90,7 +136,7 @@ def _pruned_features(host: Host, source: str, stock):
         given = signature.bind_partial(*args, **kwargs).arguments
         pixel_values, grid_thw = given.get(pixels_name), given.get(grid_name)
         if pixel_values is None or grid_thw is None:
-            raise ValueError(f"pruning {HOST} encodes with {pixels_name} and {grid_name}; pass both")
+            raise ValueError(f"pruning {host.name} encodes with {pixels_name} and {grid_name}; pass both")
         merged = qwen_vision.encode(inner.visual, pixel_values, grid_thw, signals)
         tokens = merged.tokens.split(merged.counts)
         features = merged.features.split(merged.counts)
@@ -102,8 +148,15 @@ def _pruned_features(host: Host, source: str, stock):
             item_tokens, indices = _prune_item(host, source, item, *parts)
             kept_tokens.append(item_tokens)
             kept.append(indices)
+        deepstack = [  # the language model adds these at the kept tokens: the same indices
+            tuple(part[indices] for part, indices in zip(level.split(merged.counts), kept))
+            for level in merged.deepstack
+        ]
         return PrunedVisualOutput(
-            last_hidden_state=merged.features, pooler_output=tuple(kept_tokens), kept_indices=tuple(kept)
+            last_hidden_state=merged.features,
+            pooler_output=tuple(kept_tokens),
+            kept_indices=tuple(kept),
+            deepstack_features=deepstack or None,
         )
 
     return encode
@@ -124,7 +177,7 @@ def _prune_item(host: Host, source: str, item: int, tokens, features, attention,
     return host.tokens(pruned, lambda _features: tokens[None, indices])[0], indices
 
 
-def _rewrite(host: Host, given: dict, text_row: bool):
+def _rewrite(host: Host, family: Family, given: dict, text_row: bool):
     """Every image's and video's placeholders cut to the kept ones, with their stock M-RoPE positions."""
     input_ids = given.get("input_ids")
     config = host.config
@@ -138,11 +191,11 @@ def _rewrite(host: Host, given: dict, text_row: bool):
     if input_ids is None or not present or any(grid is None for _, _, grid in present.values()):
         return None
     for source, (_, _, grid) in present.items():
-        _check_runs(given, source, token_ids[source], (grid.prod(-1) // unit).tolist())
+        _check_runs(given, family, source, token_ids[source], family.runs(source, grid, unit))
     mm_token_type_ids, mask = given.get("mm_token_type_ids"), given.get("attention_mask")
     if mm_token_type_ids is None:
         raise ValueError(
-            f"pruning {HOST} needs mm_token_type_ids (the processor returns them) to place M-RoPE positions"
+            f"pruning {family.name} needs mm_token_type_ids (the processor returns them) to place M-RoPE positions"
         )
     grids = {grid: given.get(grid) for _, _, grid in ENCODERS.values()}
     timing = {} if given.get("second_per_grid_ts") is None else {"second_per_grid_ts": given["second_per_grid_ts"]}
@@ -164,7 +217,7 @@ def _rewrite(host: Host, given: dict, text_row: bool):
     }
 
 
-def _check_prompt(host: Host, given: dict) -> None:
+def _check_prompt(host: Host, family: Family, given: dict) -> None:
     """In-LLM methods keep the placeholders: the prompt's runs are checked against the grids (no rewrite)."""
     input_ids, config = given.get("input_ids"), host.config
     if input_ids is None:
@@ -173,28 +226,31 @@ def _check_prompt(host: Host, given: dict) -> None:
     token_ids = {"image": config.image_token_id, "video": config.video_token_id}
     for source, (_, pixels, grid) in ENCODERS.items():
         if given.get(pixels) is not None and given.get(grid) is not None:
-            _check_runs(given, source, token_ids[source], (given[grid].prod(-1) // unit).tolist())
+            _check_runs(given, family, source, token_ids[source], family.runs(source, given[grid], unit))
     return None
 
 
-def _check_runs(given: dict, source: str, token_id: int, need: list[int]) -> None:
-    """The prompt must hold each image's (video's) full run of placeholders, as the processor writes them:
-    pruning picks the kept ones out of those runs (a generate's own steps never get here with pixels)."""
+def _check_runs(given: dict, family: Family, source: str, token_id: int, need: list[int]) -> None:
+    """The prompt must hold each image's (video's, or video frame's) full run of placeholders, as the
+    processor writes them: pruning picks the kept ones out of those runs (a generate's own steps never
+    get here with pixels)."""
     input_ids = given["input_ids"]
+    run = "frame" if source == "video" and family.frame_runs else source
+    items = len(given[ENCODERS[source][2]])
     found = int((input_ids == token_id).sum())
     grid_name = ENCODERS[source][2]
     if found != sum(need):
         raise ValueError(
-            f"pruning {HOST}: the prompt holds {found} {source} placeholders (token {token_id}); the {len(need)} "
-            f"{source}(s) passed ({grid_name}) need {sum(need)} ({', '.join(map(str, need))}), one run per {source} "
+            f"pruning {family.name}: the prompt holds {found} {source} placeholders (token {token_id}); the {items} "
+            f"{source}(s) passed ({grid_name}) need {sum(need)} ({', '.join(map(str, need))}), one run per {run} "
             "as the processor writes them"
         )
     runs = placeholder_runs(input_ids, token_id, given.get("attention_mask"))
-    if not splits_into(runs, need):
+    if (runs != need) if run == "frame" else not splits_into(runs, need):  # frames never share a run
         raise ValueError(
-            f"pruning {HOST}: the prompt's runs of {source} placeholders (token {token_id}) are "
-            f"{', '.join(map(str, runs))} long; the {len(need)} {source}(s) passed ({grid_name}) need one run "
-            f"each of {', '.join(map(str, need))}, in order"
+            f"pruning {family.name}: the prompt's runs of {source} placeholders (token {token_id}) are "
+            f"{', '.join(map(str, runs))} long; the {items} {source}(s) passed ({grid_name}) need one run "
+            f"{'per frame' if run == 'frame' else 'each'} of {', '.join(map(str, need))}, in order"
         )
 
 

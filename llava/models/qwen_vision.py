@@ -1,5 +1,5 @@
-"""Qwen2-VL / Qwen2.5-VL vision towers: merged tokens, their pre-merger features and the attention
-they receive at the last vision block, for pruning the merged tokens.
+"""Qwen2-VL / Qwen2.5-VL / Qwen3-VL vision towers: merged tokens, their pre-merger features and the
+attention they receive at the last vision block, for pruning the merged tokens.
 
 The tower has no [CLS] token. Importance is the mean attention each patch token receives from all
 tokens it attends to in the last block (the merger's input layer; its own image, or its window for
@@ -9,13 +9,16 @@ the same way (summed over the four patches) and so are the features (the four pr
 concatenated, the merger's own grouping before its MLP), so the method prunes merged tokens, the
 ones the language model sees (VisPruner issue #1). Videos go through the same tower: a video's
 temporal patches are attention segments of their own, and its merged tokens are laid out as its
-frames' grids stacked as rows.
+frames' grids stacked as rows. Qwen3-VL's tower (patch 16, learned position embeddings added to the
+patches, the same `qkv` block attention) also merges the output of a few intermediate blocks with
+mergers of their own (DeepStack, `deepstack_visual_indexes`); those levels come out in the same merged
+token order, for the host to keep the same tokens of each.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers.vision_utils import get_vision_window_index
@@ -35,6 +38,7 @@ class MergedTokens:
     attention: torch.Tensor | None  # [H, G] attention received, summed over each 2x2 group
     counts: list[int]  # merged tokens per image
     grids: list[tuple[int, int]]  # (rows, cols) of merged tokens per image (frames stacked as rows)
+    deepstack: list[torch.Tensor] = field(default_factory=list)  # [G, D] per DeepStack level (Qwen3-VL)
 
 
 def encode(
@@ -45,7 +49,7 @@ def encode(
     unknown = set(signals) - SIGNALS
     if unknown:
         raise ValueError(
-            f"a Qwen2-VL / Qwen2.5-VL tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}"
+            f"a Qwen2-VL / Qwen2.5-VL / Qwen3-VL tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}"
         )
     with_attention = "received_attention" in signals
     attention = visual.blocks[-1].attn
@@ -77,7 +81,10 @@ def encode(
     merge = visual.spatial_merge_size
     counts = (grid_thw.prod(-1) // unit).tolist()
     grids = [(int(t * h // merge), int(w // merge)) for t, h, w in grid_thw.tolist()]
-    return MergedTokens(output.pooler_output, features, received, counts, grids)
+    deepstack = list(getattr(output, "deepstack_features", None) or ())
+    if order is not None:
+        deepstack = [level[order] for level in deepstack]
+    return MergedTokens(output.pooler_output, features, received, counts, grids, deepstack)
 
 
 def _merge_order(visual, grid_thw):
