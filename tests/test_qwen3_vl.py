@@ -339,7 +339,7 @@ def test_received_attention_beside_sdpa_equals_eager_attention_summed_over_merge
     visual = model.model.visual
     assert visual.config._attn_implementation == "sdpa"
     with torch.no_grad():
-        merged = qwen_vision.encode(visual, pixels, grid, frozenset({"cls_attention"}))
+        merged = qwen_vision.encode(visual, pixels, grid, frozenset({"received_attention"}))
     expected, eager = recorded_received_attention(visual, pixels, grid)
     torch.testing.assert_close(merged.attention, expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(merged.tokens, eager.pooler_output, rtol=0, atol=1e-5)
