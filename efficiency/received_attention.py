@@ -43,6 +43,7 @@ QWEN_VISION = dict(
 QWEN_TOWERS = {
     "qwen2-vl": ("Qwen2-VL-7B vision, 448 x 448: 1024 patches -> 256 merged", "2", 32),
     "qwen2.5-vl": ("Qwen2.5-VL-7B vision (last block full attention), 448 x 448: 1024 patches -> 256 merged", "2.5", 32),
+    "qwen3-vl": ("Qwen3-VL-8B vision (patch 16), 448 x 448: 784 patches -> 196 merged", "3", 27),
 }  # fmt: skip
 TOWERS = (*SIGLIP_TOWERS, *QWEN_TOWERS)
 
@@ -97,21 +98,29 @@ def _siglip(config: dict, crops: int):
 
 def _qwen(version: str):
     import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
     from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
 
     from llava.models import qwen_vision
 
     if version == "2":
         config = Qwen2VLConfig(vision_config={**QWEN_VISION, "depth": 1, "hidden_size": 3584}).vision_config
         visual = Qwen2VisionTransformerPretrainedModel._from_config(config).eval()
-    else:  # Qwen2.5-VL-7B: 3420 SwiGLU width, windows of 112 px; block 31 (the feature block) is full attention
+    elif (
+        version == "2.5"
+    ):  # Qwen2.5-VL-7B: 3420 SwiGLU width, windows of 112 px; block 31 (the feature block) is full attention
         vision = {**QWEN_VISION, "depth": 1, "hidden_size": 1280, "out_hidden_size": 3584, "intermediate_size": 3420}
         config = Qwen2_5_VLConfig(vision_config={**vision, "fullatt_block_indexes": [0], "window_size": 112})
         visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config).eval()
-    grid = torch.tensor([[1, 32, 32]])  # a 448 x 448 image
-    pixels = torch.randn(1024, 3 * 2 * 14 * 14)
+    elif version == "3":  # the transformers defaults are Qwen3-VL-8B's tower; deepstack layers are not timed
+        config = Qwen3VLConfig(vision_config={"depth": 1, "deepstack_visual_indexes": []}).vision_config
+        visual = Qwen3VLVisionModel._from_config(config).eval()
+    patch = config.patch_size
+    side = 448 // patch
+    grid = torch.tensor([[1, side, side]])  # a 448 x 448 image
+    pixels = torch.randn(side * side, 3 * 2 * patch * patch)
     last = visual.blocks[-1].attn
     store: dict = {}
     arguments: dict = {}
