@@ -45,6 +45,7 @@ FAMILIES = {
     "qwen2_5_vl": (
         "build_tiny_qwen2_vl", {"version": "2.5"}, "Qwen2_5_VLProcessor", {}, _chatml(*QWEN_VISION, True), QWEN_TOKENS,
     ),
+    "qwen3_vl": ("build_tiny_qwen3_vl", {}, "Qwen3VLProcessor", {}, _chatml(*QWEN_VISION, False), QWEN_TOKENS),
     "onevision": (
         "build_tiny_llava_onevision", {}, "LlavaOnevisionProcessor",
         {"num_image_tokens": 16, "vision_feature_select_strategy": "full", "vision_aspect_ratio": "anyres_max_9"},
