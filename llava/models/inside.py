@@ -28,12 +28,15 @@ class Placeholders:
 
     sources: placeholder token id -> "image" or "video";
     lengths: token id -> placeholders per item, where every item of that kind has the same count;
-    grids:   token id -> (rows, cols) of one item's tokens, for tracing ((1, count) where not given).
+    grids:   token id -> (rows, cols) of one item's tokens, for tracing ((1, count) where not given);
+    bidirectional_with: the call argument whose presence makes the stock model let each item's tokens
+             attend to each other both ways (Gemma 3: "token_type_ids"); None where attention is causal.
     """
 
     sources: dict[int, str]
     lengths: dict[int, int] = field(default_factory=dict)
     grids: dict[int, tuple[int, int]] = field(default_factory=dict)
+    bidirectional_with: str | None = None
 
 
 def attach(host: Host, placeholders: Placeholders) -> None:
