@@ -228,3 +228,66 @@ def test_methods_without_their_signals_are_refused_with_the_reason(built):
         with pytest.raises(ValueError, match="Gemma 3"):
             llava.apply_pruning(model, method, 16)
         assert "forward" not in model.__dict__
+
+
+def manual_mask(positions, blocks, sliding: bool, window: int) -> torch.Tensor:
+    """[1, 1, L, L] additive mask: causal by position, each image's tokens both ways, and for a sliding
+    layer only keys within `window` positions of the query."""
+    query, key = positions[:, None], positions[None, :]
+    allowed = (key <= query) | ((blocks[:, None] == blocks[None, :]) & (blocks[:, None] >= 0))
+    if sliding:
+        allowed &= key > query - window
+    return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))[None, None]
+
+
+def test_fastv_keeps_sliding_windows_over_the_kept_tokens_positions(built):
+    """The pruned model's logits equal a manual run of the stock layers: the full prompt up to the
+    pruning layer, then the kept tokens with their own positions, each image's kept tokens attending to
+    each other both ways, and sliding layers seeing the kept tokens within the window of positions."""
+    model, processor = built
+    long_text = "Describe the scene in a few words. " * 3
+    inputs = gemma3_batch(processor, images_per_row=(2,), texts=(long_text,))
+    layer, budget = FASTV["layer"], 24
+    lm, config = model.model.language_model, model.config.text_config
+    with torch.no_grad():
+        embeds = language_model_embeddings(model, inputs)
+    llava.apply_pruning(model, "fastv", budget, trace=True, **FASTV)
+    try:
+        with torch.no_grad():
+            pruned = model(**inputs).logits[0]
+        parts = model.pruning_trace[-1].parts
+    finally:
+        llava.remove_pruning(model)
+    is_image = inputs["token_type_ids"][0].bool()
+    blocks = torch.where(is_image, (torch.cumsum(is_image, 0) - 1) // TOKENS, -1)
+    rank = torch.where(is_image, (torch.cumsum(is_image, 0) - 1) % TOKENS, -1)
+    keep = ~is_image
+    for part in parts:
+        keep |= (blocks == part.item) & torch.isin(rank, part.kept)
+    positions, hidden = torch.arange(embeds.shape[1]), embeds
+    assert positions[keep][-1] - positions[keep][0] > config.sliding_window  # the window matters
+    with torch.no_grad():
+        for index, decoder_layer in enumerate(lm.layers):
+            if index == layer:
+                hidden, positions, blocks = hidden[:, keep], positions[keep], blocks[keep]
+            kind = config.layer_types[index]
+            mask = manual_mask(positions, blocks, kind == "sliding_attention", config.sliding_window)
+            rope = lm.rotary_emb(hidden, positions[None], kind)
+            hidden = decoder_layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=positions[None])
+        expected = model.lm_head(lm.norm(hidden))[0]
+    assert sum(len(p.kept) for p in parts) == 2 * budget  # the prompt's images share their slots
+    assert pruned.shape == expected.shape
+    torch.testing.assert_close(pruned, expected, rtol=1e-4, atol=1e-4)
+
+
+def language_model_embeddings(model, inputs: dict) -> torch.Tensor:
+    """The stock model's input embeddings of the language model (text and image tokens)."""
+    seen = []
+    handle = model.model.language_model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["inputs_embeds"]), with_kwargs=True
+    )
+    try:
+        model(**inputs)
+    finally:
+        handle.remove()
+    return seen[0]

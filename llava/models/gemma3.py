@@ -52,7 +52,11 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
         host.check_item_tokens(rows * cols)
         image = model.config.image_token_id
         placeholders = inside.Placeholders(
-            {image: "image"}, {image: rows * cols}, {image: (rows, cols)}, bidirectional_with="token_type_ids"
+            {image: "image"},
+            {image: rows * cols},
+            {image: (rows, cols)},
+            bidirectional_with="token_type_ids",
+            prebuilt_masks=True,
         )
         inside.attach(host, placeholders)
         host.rewrite_prompts(lambda given: _rewrite(host, given))  # the placeholders stay; their count is checked
