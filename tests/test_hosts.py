@@ -7,6 +7,7 @@ import llava
 from llava.models import HOSTS
 from llava.pruning import METHODS, LanguageModelPruner, VisionTokenPruner
 from llava.testing import (
+    build_tiny_gemma3,
     build_tiny_internvl,
     build_tiny_llava,
     build_tiny_llava_next,
@@ -24,6 +25,7 @@ BUILDERS = {
     "llava_onevision": build_tiny_llava_onevision,
     "qwen2_vl": lambda: build_tiny_qwen2_vl("2"),
     "qwen2_5_vl": lambda: build_tiny_qwen2_vl("2.5"),
+    "gemma3": build_tiny_gemma3,
 }
 
 
@@ -45,7 +47,7 @@ def test_unsupported_classes_are_named_with_every_supported_one():
     assert "LlamaForCausalLM" in message
     for name in HOSTS:
         assert name.rsplit(".", 1)[1] in message
-    assert len(HOSTS) == 8
+    assert len(HOSTS) == 9
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))

@@ -74,6 +74,12 @@ def internvl_inputs(built, **_):
     return internvl_batch(*built)
 
 
+def gemma3_inputs(built, **_):
+    from test_gemma3 import gemma3_batch
+
+    return gemma3_batch(built[1])
+
+
 INPUTS = {
     "LlavaForConditionalGeneration": llava_inputs,
     "LlavaNextForConditionalGeneration": llava_next_inputs,
@@ -83,6 +89,7 @@ INPUTS = {
     "Qwen2VLForConditionalGeneration": qwen2_vl_inputs,
     "Qwen2_5_VLForConditionalGeneration": qwen2_vl_inputs,
     "InternVLForConditionalGeneration": internvl_inputs,
+    "Gemma3ForConditionalGeneration": gemma3_inputs,
 }
 
 
