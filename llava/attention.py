@@ -66,8 +66,9 @@ def causal_rows_softmax(
 
     query: [B, Q, H * d] projected queries of the tokens at `query_index` [B, Q];
     key:   [B, L, H_kv * d] projected keys of the whole sequence (grouped heads are shared);
-    cos, sin: [B, L, d] the layer's rotary tables for the sequence; key_mask: [B, L] False = padding.
-    Returns [B, H, Q, L]: each row attends to the non-padding tokens at or before it.
+    cos, sin: [B, L, d] the layer's rotary tables for the sequence; key_mask: [B, L] False = padding, or
+    [B, Q, L] per row (e.g. padding and a sliding window).
+    Returns [B, H, Q, L]: each row attends to the unmasked tokens at or before it.
     """
     batch, num_queries, _ = query.shape
     length = key.shape[1]
@@ -78,7 +79,8 @@ def causal_rows_softmax(
     q = rotate(q, cos.float().gather(1, gather), sin.float().gather(1, gather))
     k = rotate(k, cos.float(), sin.float()).repeat_interleave(num_heads // num_key_value_heads, dim=1)
     scores = (q @ k.transpose(-1, -2)) * scale
-    visible = key_mask[:, None, :] & (torch.arange(length, device=key.device) <= query_index[..., None])
+    rows_mask = key_mask if key_mask.dim() == 3 else key_mask[:, None, :]
+    visible = rows_mask & (torch.arange(length, device=key.device) <= query_index[..., None])
     return torch.softmax(scores.masked_fill(~visible[:, None], float("-inf")), dim=-1)
 
 

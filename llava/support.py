@@ -77,6 +77,11 @@ FAMILIES: dict[str, tuple[str, str, dict]] = {
         "build_tiny_qwen3_vl",
         {"moe": True, **LAYERS},
     ),
+    "transformers.models.gemma3.modeling_gemma3.Gemma3ForConditionalGeneration": (
+        "Gemma 3",
+        "build_tiny_gemma3",
+        LAYERS,
+    ),
 }
 
 

@@ -7,6 +7,7 @@ import llava
 from llava.models import HOSTS
 from llava.pruning import METHODS, LanguageModelPruner, VisionTokenPruner
 from llava.testing import (
+    build_tiny_gemma3,
     build_tiny_internvl,
     build_tiny_llava,
     build_tiny_llava_next,
@@ -27,6 +28,7 @@ BUILDERS = {
     "qwen2_5_vl": lambda: build_tiny_qwen2_vl("2.5"),
     "qwen3_vl": build_tiny_qwen3_vl,
     "qwen3_vl_moe": lambda: build_tiny_qwen3_vl(moe=True),
+    "gemma3": build_tiny_gemma3,
 }
 
 
@@ -48,7 +50,7 @@ def test_unsupported_classes_are_named_with_every_supported_one():
     assert "LlamaForCausalLM" in message
     for name in HOSTS:
         assert name.rsplit(".", 1)[1] in message
-    assert len(HOSTS) == 10
+    assert len(HOSTS) == 11
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))

@@ -78,6 +78,10 @@ def qwen3_vl_inputs(built, **_):
     from test_qwen3_vl import assets, prompts
 
     return prompts(assets(built))
+def gemma3_inputs(built, **_):
+    from test_gemma3 import gemma3_batch
+
+    return gemma3_batch(built[1])
 
 
 INPUTS = {
@@ -91,6 +95,7 @@ INPUTS = {
     "InternVLForConditionalGeneration": internvl_inputs,
     "Qwen3VLForConditionalGeneration": qwen3_vl_inputs,
     "Qwen3VLMoeForConditionalGeneration": qwen3_vl_inputs,
+    "Gemma3ForConditionalGeneration": gemma3_inputs,
 }
 
 

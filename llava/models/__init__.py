@@ -1,12 +1,13 @@
 """Wiring of pruning methods into each supported model family, and the public switch.
 
 One small module per host family (`llava.py`, `llava_next.py`, `video_llava.py`, `llava_next_video.py`,
-`llava_onevision.py`, `qwen2_vl.py`, `internvl.py`, `qwen3_vl.py`) knows where that family encodes images and videos and how its
-prompts hold placeholders; `apply_pruning` picks it by the model's class. Shared pieces: `common.py`
-(the `Host` skeleton every family builds: signal checks, defaults, forward/generate rewriting;
-`prune`), `inside.py` (in-LLM methods on any family) over `decoder.py` (the pruning layer loop),
-`runs.py` (placeholder rewriting), `anyres.py` (tile geometry), `frames.py` (video budgets), and the
-encoders `clip.py`, `siglip.py`, `qwen_vision.py`, `internvl_vision.py`, each declaring the signals it provides (`SIGNALS`).
+`llava_onevision.py`, `qwen2_vl.py`, `qwen3_vl.py`, `internvl.py`, `gemma3.py`) knows where that family encodes images
+and videos and how its prompts hold placeholders; `apply_pruning` picks it by the model's class. Shared
+pieces: `common.py` (the `Host` skeleton every family builds: signal checks, defaults, forward/generate
+rewriting; `prune`), `inside.py` (in-LLM methods on any family) over `decoder.py` (the pruning layer
+loop), `runs.py` (placeholder rewriting), `anyres.py` (tile geometry), `frames.py` (video budgets), and
+the encoders `clip.py`, `siglip.py`, `qwen_vision.py`, `internvl_vision.py`, `gemma3_vision.py`, each
+declaring the signals it provides (`SIGNALS`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ HOSTS: dict[str, str] = {
     "transformers.models.internvl.modeling_internvl.InternVLForConditionalGeneration": "internvl",
     "transformers.models.qwen3_vl.modeling_qwen3_vl.Qwen3VLForConditionalGeneration": "qwen3_vl",
     "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe.Qwen3VLMoeForConditionalGeneration": "qwen3_vl",
+    "transformers.models.gemma3.modeling_gemma3.Gemma3ForConditionalGeneration": "gemma3",
 }
 
 _PATCH_ATTR = "_pruning_patch"

@@ -24,22 +24,30 @@ field) and gives masks and layers the text positions as the stock model does bef
 none after it (a pruned sequence always has an explicit mask: they would only feed packed-sequence
 detection, and it is never packed).
 
-The host passes, as the keyword `IMAGE_INDEX_KWARG` that the stock multimodal model forwards to its
-language model, which prompt tokens are visual ([B, L] long, image number within the row or -1).
+Layer types (Gemma 3's `config.layer_types`): each group builds one mask and one rotary table per
+type, each mask sized against that type's first cache layer in the group. A "sliding_attention" layer
+lets a token see the earlier tokens whose *position* is within `config.sliding_window` of its own: on an
+unpruned sequence that is the stock rule (which counts sequence indices, equal to position distances
+there), and after a stage it keeps the window the model was trained with over the kept tokens' positions
+(for methods that renumber positions, e.g. PDrop, position and index distances agree again). The
+sliding cache layers keep the last `sliding_window - 1` kept tokens, a superset of what the window
+shows. Attention rows read at a sliding layer are restricted to the window the same way. Where the
+stock model lets an image's tokens attend to each other both ways (Gemma 3 with `token_type_ids`), the
+prefill masks do so for each item's tokens that are still there (decode steps are text, as in the
+stock model). Query/key norms (`self_attn.q_norm` / `k_norm`: Gemma 3, Qwen3) are applied to the rows
+read as the layer applies them (per head, or over the full width, as the norm is sized). DeepStack
+additions (Qwen3-VL) follow the kept tokens (`deepstack.py`).
 
-DeepStack (Qwen3-VL): the stock multimodal model hands its language model `visual_pos_masks` [B, L] and
-`deepstack_visual_embeds` (one [V, C] tensor per level: features of intermediate vision layers, one row per
-visual token in mask order) and adds level i to the hidden states of the visual tokens after layer i. The
-loop does the same on whatever sequence that layer ran on: each token finds its row through its `origin`
-(its prefill column), so after a stage the additions follow the kept tokens; tokens made by merging
-(SparseVLM's recycled clusters) stand for no single visual token and get none.
-
-Decoders with q/k norms (Qwen3: `self_attn.q_norm` / `k_norm`) get them applied to the attention rows
-computed beside SDPA as the layer applies them (per head, or over the full width, as the norm is sized).
+The host passes, as keywords that the stock multimodal model forwards to its language model: which
+prompt tokens are visual (`IMAGE_INDEX_KWARG`: [B, L] long, image number within the row or -1); the
+2-D padding mask (`PADDING_MASK_KWARG`, for models whose stock forward hands the language model masks
+it built already, e.g. Gemma 3's per-layer-type dict); and whether items attend to themselves both
+ways (`BIDIRECTIONAL_KWARG`).
 """
 
 from __future__ import annotations
 
+import inspect
 import types
 import weakref
 from collections.abc import Callable
@@ -48,7 +56,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from transformers import DynamicCache
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import blockwise_overlay, create_causal_mask, sliding_window_overlay
 from transformers.modeling_outputs import BaseModelOutputWithPast, MoeModelOutputWithPast
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
@@ -57,13 +65,15 @@ from ..attention import capture_projections, causal_rows_softmax
 from ..patching import InstancePatch
 from ..pruning.base import LanguageModelPruner
 from ..pruning.sequence import Sequence, last_real_index
+from .deepstack import DeepStack
 
 IMAGE_INDEX_KWARG = "pruning_image_index"
+PADDING_MASK_KWARG = "pruning_padding_mask"
+BIDIRECTIONAL_KWARG = "pruning_bidirectional_items"
+FULL, SLIDING = "full_attention", "sliding_attention"
 StageHook = Callable[[int, torch.Tensor, Sequence], None]
 _REQUIRED = ("embed_tokens", "layers", "norm", "rotary_emb")
 MROPE_SECTIONS = 3  # temporal, height, width: the rows of an M-RoPE model's rotary position_ids
-DEEPSTACK_MASK_KWARG = "visual_pos_masks"  # Qwen3-VL's language-model keywords for DeepStack
-DEEPSTACK_KWARG = "deepstack_visual_embeds"
 
 
 @dataclass
@@ -71,41 +81,13 @@ class _Group:
     first_layer: int
     prefix_mask: torch.Tensor  # [B, L_g] the kept prompt tokens' padding mask
     shift: torch.Tensor  # [B] ([B, S] for M-RoPE) original minus renumbered positions of the last prompt token
+    positions: torch.Tensor | None = None  # [B, L_g] the kept prompt tokens' positions (sliding windows after a stage)
 
 
 @dataclass
 class _Plan:
     prefill_length: int
     groups: list[_Group]
-
-
-@dataclass
-class _DeepStack:
-    """A call's DeepStack inputs: level i [V, C] is added after layer i to the visual tokens, `rank` [B, L]
-    being each prefill column's row in the levels (-1 for the other tokens)."""
-
-    levels: list[torch.Tensor]
-    rank: torch.Tensor
-
-    @classmethod
-    def of(cls, kwargs: dict) -> _DeepStack | None:
-        """Taken out of a language-model call's keyword arguments (None when the call has none)."""
-        mask, levels = kwargs.pop(DEEPSTACK_MASK_KWARG, None), kwargs.pop(DEEPSTACK_KWARG, None)
-        if mask is None or levels is None:
-            return None
-        flat = mask.reshape(-1)
-        rank = torch.where(flat, flat.long().cumsum(0) - 1, -1).reshape(mask.shape)
-        return cls(list(levels), rank)
-
-    def added(self, layer: int, hidden: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
-        """`hidden` [B, L', C] after `layer` with that layer's level added at the visual tokens it holds
-        (`origin` [B, L']: their prefill columns); unchanged past the last level."""
-        if layer >= len(self.levels) or self.levels[layer].shape[0] == 0:
-            return hidden
-        rank = self.rank.to(origin.device).gather(1, origin.clamp(min=0))
-        visual = (origin >= 0) & (rank >= 0)
-        level = self.levels[layer].to(hidden.device, hidden.dtype)
-        return hidden + torch.where(visual[..., None], level[rank.clamp(min=0)], 0)
 
 
 def check_supported(language_model) -> None:
@@ -116,9 +98,10 @@ def check_supported(language_model) -> None:
             f"in-LLM pruning needs a Llama-style decoder (embed_tokens, layers with self_attn.q_proj/k_proj, "
             f"norm, rotary_emb); {type(language_model).__name__} is not one"
         )
-    if "sliding_attention" in (getattr(language_model.config, "layer_types", None) or ()):
+    if SLIDING in _layer_types(language_model) and hasattr(language_model.rotary_emb, "mrope_section"):
         raise ValueError(
-            "in-LLM pruning builds full causal masks; a language model with sliding-window layers is not supported"
+            "in-LLM pruning keeps sliding windows over 1-D positions; an M-RoPE language model with "
+            "sliding-window layers is not supported"
         )
 
 
@@ -145,7 +128,11 @@ def attach(
         **kwargs,
     ):
         image_index = kwargs.pop(IMAGE_INDEX_KWARG, None)
-        deepstack = _DeepStack.of(kwargs)
+        padding = kwargs.pop(PADDING_MASK_KWARG, None)
+        bidirectional = kwargs.pop(BIDIRECTIONAL_KWARG, False)
+        deepstack = DeepStack.of(kwargs)
+        if isinstance(attention_mask, dict):  # masks the stock multimodal model built; the loop builds its own
+            attention_mask = padding
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -167,8 +154,7 @@ def attach(
                 (positions, text),
                 past_key_values,
                 use_cache,
-                image_index,
-                deepstack,
+                (image_index, bidirectional, deepstack),
                 kwargs,
                 on_stage,
             )
@@ -218,19 +204,60 @@ def _at(positions: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return positions[torch.arange(positions.shape[0], device=positions.device), index]
 
 
-def _layer_inputs(model, hidden, mask, positions, text, cache, first_layer):
-    """The attention mask (sized against cache layer `first_layer`, from the text positions `text`) and
-    rotary tables (from `positions`, sections last for M-RoPE) for a group."""
-    causal = create_causal_mask(
-        config=model.config,
-        inputs_embeds=hidden,
-        attention_mask=mask,
-        past_key_values=cache,
-        position_ids=text,
-        layer_idx=first_layer,
-    )
+def _layer_types(model) -> list[str]:
+    """Each layer's attention type: the config's `layer_types`, or full attention throughout."""
+    return list(getattr(model.config, "layer_types", None) or [FULL] * model.config.num_hidden_layers)
+
+
+@dataclass
+class _Inputs:
+    """What a group's layers share, per layer type: masks and rotary tables."""
+
+    masks: dict
+    rope: dict
+
+    def of(self, model, index: int):
+        kind = _layer_types(model)[index]
+        return self.masks[kind], self.rope[kind]
+
+
+def _layer_inputs(model, hidden, mask, positions, text, cache, first_layer, window=None, blocks=None):
+    """The attention masks (each sized against the group's first cache layer of its type, from the text
+    positions `text`) and rotary tables (from `positions`, sections last for M-RoPE) for a group starting
+    at `first_layer`. window: [B, K] positions of the group's cache entries and the new tokens for
+    sliding layers (None: the stock index rule, right on unpruned sequences); blocks: [B, L] item of each
+    token (-1 for text) whose tokens attend to each other both ways (None: causal throughout)."""
+    types = _layer_types(model)
     rotary = positions.permute(2, 0, 1) if positions.dim() == 3 else positions
-    return causal, model.rotary_emb(hidden, position_ids=rotary)
+    takes_type = "layer_type" in inspect.signature(model.rotary_emb.forward).parameters
+    masks, rope = {}, {}
+    for kind in dict.fromkeys(types[first_layer:]):
+        sliding = kind == SLIDING
+        masks[kind] = create_causal_mask(
+            config=model.config,
+            inputs_embeds=hidden,
+            attention_mask=mask,
+            past_key_values=cache,
+            position_ids=text,
+            layer_idx=types.index(kind, first_layer),
+            or_mask_function=None if blocks is None else blockwise_overlay(blocks),
+            and_mask_function=_window(model, window) if sliding else None,
+        )
+        by_type = {"layer_type": kind} if takes_type else {}
+        rope[kind] = model.rotary_emb(hidden, position_ids=rotary, **by_type)
+    return _Inputs(masks, rope)
+
+
+def _window(model, positions: torch.Tensor | None):
+    """The sliding-window rule: by sequence index (the stock rule) or by the given positions."""
+    size = model.config.sliding_window
+    if positions is None:
+        return sliding_window_overlay(size)
+
+    def within(batch_idx, head_idx, q_idx, kv_idx):
+        return positions[batch_idx, kv_idx] > positions[batch_idx, q_idx] - size
+
+    return within
 
 
 def _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs):
@@ -245,10 +272,9 @@ def _run_layer(layer, hidden, causal, positions, rope, cache, use_cache, kwargs)
     )
 
 
-def _prefill(
-    model, pruner, plans, embeds, attention_mask, given, cache, use_cache, image_index, deepstack, kwargs, on_stage
-):
+def _prefill(model, pruner, plans, embeds, attention_mask, given, cache, use_cache, marks, kwargs, on_stage):
     positions, text = given
+    image_index, bidirectional, deepstack = marks
     batch, length = embeds.shape[:2]
     device = embeds.device
     mask = (
@@ -269,29 +295,34 @@ def _prefill(
 
     original_last = _at(positions, last_real_index(mask))
     groups = [_Group(0, mask, torch.zeros_like(original_last))]
-    causal, rope = _layer_inputs(model, embeds, attention_mask, positions, text, cache, 0)
+    blocks = image if bidirectional else None
+    inputs = _layer_inputs(model, embeds, attention_mask, positions, text, cache, 0, blocks=blocks)
+    window = None
     readers = {}
     hidden = embeds
     for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
         if index in stages:
             sequence = replace(sequence, hidden=hidden)
-            reader = readers.pop(index, None) or _ahead_reader(layer, sequence, rope)
+            reader = readers.pop(index, None) or _ahead_reader(model, index, sequence, inputs, window)
             sequence = pruner.reduce(stages.index(index), sequence, reader, state)
             if on_stage is not None:
                 on_stage(index, image, sequence)
             shift = original_last - _at(sequence.positions, last_real_index(sequence.mask))
-            groups.append(_Group(index, sequence.mask, shift))
+            groups.append(_Group(index, sequence.mask, shift, sequence.positions))
             hidden = sequence.hidden
             text = _text_after_stage(sequence.positions)
-            causal, rope = _layer_inputs(model, hidden, sequence.mask, sequence.positions, text, cache, index)
+            window = sequence.positions if SLIDING in _layer_types(model) else None
+            blocks = sequence.image if bidirectional else None
+            inputs = _layer_inputs(model, hidden, sequence.mask, sequence.positions, text, cache, index, window, blocks)
         capture = capture_projections(layer.self_attn, slice(None)) if index in captured else nullcontext()
+        causal, rope = inputs.of(model, index)
         with capture as projected:
             hidden = _run_layer(layer, hidden, causal, text, rope, cache, use_cache, kwargs)
         if deepstack is not None:
             hidden = deepstack.added(index, hidden, sequence.origin)
         if index in captured:
             readers[captured[index]] = _captured_reader(
-                layer.self_attn, projected, replace(sequence, hidden=hidden), rope
+                model, index, projected, replace(sequence, hidden=hidden), inputs, window
             )
     if stages and cache is not None and use_cache:
         plans[cache] = _Plan(length, groups)
@@ -301,9 +332,10 @@ def _prefill(
 def _decode(model, plan, embeds, attention_mask, given, cache, use_cache, kwargs):
     positions, text = given
     if plan is None:  # a cache this loop did not prune: an unpruned decode
-        causal, rope = _layer_inputs(model, embeds, attention_mask, positions, text, cache, 0)
+        inputs = _layer_inputs(model, embeds, attention_mask, positions, text, cache, 0)
         hidden = embeds
-        for layer in model.layers[: model.config.num_hidden_layers]:
+        for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
+            causal, rope = inputs.of(model, index)
             hidden = _run_layer(layer, hidden, causal, text, rope, cache, use_cache, kwargs)
         return hidden
 
@@ -320,9 +352,24 @@ def _decode(model, plan, embeds, attention_mask, given, cache, use_cache, kwargs
             mask = torch.cat([group.prefix_mask, appended], dim=1)
             group_positions = positions - group.shift[:, None]
             group_text = text if index == 0 else _text_after_stage(group_positions)
-            causal, rope = _layer_inputs(model, hidden, mask, group_positions, group_text, cache, index)
+            window = _appended_positions(group, group_positions, appended) if _windowed(model, group) else None
+            inputs = _layer_inputs(model, hidden, mask, group_positions, group_text, cache, index, window)
+        causal, rope = inputs.of(model, index)
         hidden = _run_layer(layer, hidden, causal, group_text, rope, cache, use_cache, kwargs)
     return hidden
+
+
+def _windowed(model, group: _Group) -> bool:
+    """Whether a group's sliding layers need their window by positions (a group after a stage)."""
+    return group.positions is not None and SLIDING in _layer_types(model)
+
+
+def _appended_positions(group: _Group, new_positions: torch.Tensor, appended: torch.Tensor) -> torch.Tensor:
+    """[B, L_g + A] positions of a group's cache entries and the new tokens: the kept prompt's, then the
+    tokens appended since the prompt, consecutive up to the new ones (decoding adds one position a token)."""
+    earlier = appended.shape[1] - new_positions.shape[1]
+    steps = torch.arange(-earlier, 0, device=new_positions.device)
+    return torch.cat([group.positions, new_positions[:, :1] + steps, new_positions], dim=1)
 
 
 def _heads(attention):
@@ -331,7 +378,7 @@ def _heads(attention):
 
 def _normed(attention, name: str, projected: torch.Tensor) -> torch.Tensor:
     """`projected` [B, N, heads * d] through the layer's `q_norm` / `k_norm` (`name`) where it has one: per
-    head when the norm is sized to a head (Qwen3), over the full width otherwise."""
+    head when the norm is sized to a head (Gemma 3, Qwen3), over the full width otherwise."""
     norm = getattr(attention, name, None)
     if norm is None:
         return projected
@@ -340,32 +387,42 @@ def _normed(attention, name: str, projected: torch.Tensor) -> torch.Tensor:
     return norm(projected)
 
 
-def _captured_reader(attention, projected, sequence: Sequence, rope):
-    """Rows of the attention the layer just computed, from the query/key projections it produced."""
+def _rows(model, index: int, query, key, query_index, sequence: Sequence, inputs: _Inputs, window):
+    """Softmax rows of layer `index` for the queries at `query_index` over the sequence's keys: causal,
+    padding masked and, for a sliding layer, within its window (by positions after a stage)."""
+    attention = model.layers[index].self_attn
     num_heads, num_kv_heads = _heads(attention)
-    query_all, key = _normed(attention, "q_norm", projected["query"]), _normed(attention, "k_norm", projected["key"])
+    query, key = _normed(attention, "q_norm", query), _normed(attention, "k_norm", key)
+    visible = sequence.mask
+    if _layer_types(model)[index] == SLIDING:
+        at = window if window is not None else torch.arange(key.shape[1], device=key.device).expand_as(sequence.mask)
+        near = at[:, None, :] > at.gather(1, query_index)[..., None] - model.config.sliding_window
+        visible = visible[:, None, :] & near
+    _, rope = inputs.of(model, index)
+    return causal_rows_softmax(query, key, *rope, query_index, visible, num_heads, num_kv_heads, attention.scaling)
+
+
+def _captured_reader(model, index: int, projected, sequence: Sequence, inputs: _Inputs, window):
+    """Rows of the attention layer `index` just computed, from the query/key projections it produced."""
+    query_all, key = projected["query"], projected["key"]
 
     def rows(query_index):
         query = query_all.gather(1, query_index[..., None].expand(-1, -1, query_all.shape[-1]))
-        return causal_rows_softmax(
-            query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling
-        )
+        return _rows(model, index, query, key, query_index, sequence, inputs, window)
 
     return rows
 
 
-def _ahead_reader(layer, sequence: Sequence, rope):
-    """Rows of the attention the next layer would compute on `sequence`: its normalised input, the
+def _ahead_reader(model, index: int, sequence: Sequence, inputs: _Inputs, window):
+    """Rows of the attention layer `index` would compute on `sequence`: its normalised input, the
     queries of the asked rows and the keys of all tokens (one k_proj the layer will redo on the kept ones)."""
+    layer = model.layers[index]
     attention = layer.self_attn
-    num_heads, num_kv_heads = _heads(attention)
 
     def rows(query_index):
         normed = layer.input_layernorm(sequence.hidden)
         query = attention.q_proj(normed.gather(1, query_index[..., None].expand(-1, -1, normed.shape[-1])))
-        query, key = _normed(attention, "q_norm", query), _normed(attention, "k_norm", attention.k_proj(normed))
-        return causal_rows_softmax(
-            query, key, *rope, query_index, sequence.mask, num_heads, num_kv_heads, attention.scaling
-        )
+        key = attention.k_proj(normed)
+        return _rows(model, index, query, key, query_index, sequence, inputs, window)
 
     return rows

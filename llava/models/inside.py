@@ -35,12 +35,18 @@ class Placeholders:
     spans:   for items written as several runs, a function of the call's arguments giving, per token id,
              each item's placeholder count ([items] long, the batch's items in order): consecutive runs
              of that token join until they hold the item's count.
+    bidirectional_with: the call argument whose presence makes the stock model let each item's tokens
+             attend to each other both ways (Gemma 3: "token_type_ids"); None where attention is causal;
+    prebuilt_masks: whether the stock model hands its language model masks it built (Gemma 3: one per
+             layer type), so the pruning loop is given the call's 2-D padding mask to build its own.
     """
 
     sources: dict[int, str]
     lengths: dict[int, int] = field(default_factory=dict)
     grids: dict[int, tuple[int, int]] = field(default_factory=dict)
     spans: Callable[[dict], dict[int, torch.Tensor]] | None = None
+    bidirectional_with: str | None = None
+    prebuilt_masks: bool = False
 
 
 def attach(host: Host, placeholders: Placeholders) -> None:
@@ -94,10 +100,14 @@ def _marking_forward(host: Host, placeholders: Placeholders, items: dict):
         input_ids = given.get("input_ids")
         marks = {}
         if input_ids is not None:
+            if placeholders.prebuilt_masks:
+                marks[decoder.PADDING_MASK_KWARG] = given.get("attention_mask")
             if input_ids.shape[1] > 1:
                 spans = placeholders.spans(given) if placeholders.spans is not None else None
                 index = item_index(input_ids, placeholders, spans)
                 marks[decoder.IMAGE_INDEX_KWARG] = index
+                if placeholders.bidirectional_with and given.get(placeholders.bidirectional_with) is not None:
+                    marks[decoder.BIDIRECTIONAL_KWARG] = True
                 if host.tracer is not None:
                     items["rows"] = _describe_items(input_ids, index, placeholders)
         elif any(given.get(name) is not None for name in ("pixel_values", "pixel_values_videos", "mm_encoder_outputs")):

@@ -66,13 +66,15 @@ def rewrite_placeholders(
     pad_token_id: int,
     hint: str = "",
     kind: str = "item",
+    per_token: Sequence[tuple[str, int]] = (),
 ) -> dict | None:
     """`input_ids`, `attention_mask` and `labels` of the call arguments `given` with each run of
     `token_id` (lengths `written`, one per item in batch-major order) turned into a run of `fed`
     tokens; None when there is nothing to rewrite (no input_ids, nothing pruned, or a prompt already
     holding the fed counts). A prompt holding neither count, or holding the written count in runs that
     do not split into whole items (also when nothing is pruned), raises ValueError naming the counts
-    (`kind`: what an item is, e.g. "image"; `hint` is appended)."""
+    (`kind`: what an item is, e.g. "image"; `hint` is appended). `per_token`: (name, padding value) of
+    further [B, L] arguments rewritten alongside when the call has them (e.g. Gemma 3's token_type_ids)."""
     input_ids = given.get("input_ids")
     if input_ids is None:
         return None
@@ -90,10 +92,12 @@ def rewrite_placeholders(
             f"({_listed(fed)}) once pruned{hint}"
         )
     _check_runs(given, token_id, written, hint, kind)
-    (ids, labels), mask = retile(
-        counts, [(input_ids, pad_token_id), (given.get("labels"), -100)], given.get("attention_mask")
+    further = [(given.get(name), fill) for name, fill in per_token]
+    (ids, labels, *rebuilt), mask = retile(
+        counts, [(input_ids, pad_token_id), (given.get("labels"), -100), *further], given.get("attention_mask")
     )
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    extra = {name: tensor for (name, _), tensor in zip(per_token, rebuilt) if tensor is not None}
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, **extra}
 
 
 def check_placeholders(given: dict, token_id: int, written: Sequence[int], hint: str = "", kind: str = "item") -> None:

@@ -18,12 +18,14 @@ from .families import (
     internvl_image_text,
 )
 from .qwen3_vl import build_tiny_qwen3_vl as build_tiny_qwen3_vl
+from .gemma3 import build_tiny_gemma3
 from .tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava, build_tokenizer, clip_image_processor
 
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "build_family_tokenizer",
+    "build_tiny_gemma3",
     "build_tiny_internvl",
     "build_tiny_llava",
     "build_tiny_llava_next",
