@@ -153,7 +153,7 @@ def test_the_received_attention_is_the_eager_attention_of_the_feature_layer():
     pixels = torch.randn(2, 3, 896, 896)
     tower = model.model.vision_tower
     with torch.no_grad():
-        vision = gemma3_vision.encode(model.model, pixels, {"cls_attention"})
+        vision = gemma3_vision.encode(model.model, pixels, {"received_attention"})
         tower.config._attn_implementation = "eager"
         tower.set_attn_implementation("eager")
         out = tower(pixel_values=pixels, output_attentions=True, return_dict=True)
@@ -162,7 +162,7 @@ def test_the_received_attention_is_the_eager_attention_of_the_feature_layer():
     heads = eager.shape[1]
     grouped = eager.reshape(2, heads, 16, 4, 16, 4)  # (row groups, column groups) of the 64 x 64 patch grid
     summed = grouped.sum(dim=(3, 5)).reshape(2, heads, -1)  # the pool's 4x4 groups, in raster order
-    torch.testing.assert_close(vision.cls_attention, summed, rtol=0, atol=1e-5)
+    torch.testing.assert_close(vision.received_attention, summed, rtol=0, atol=1e-5)
     assert vision.grid == GRID
     torch.testing.assert_close(gemma3_vision.project(model.model, vision.features), stock, rtol=0, atol=1e-5)
 

@@ -78,6 +78,8 @@ def qwen3_vl_inputs(built, **_):
     from test_qwen3_vl import assets, prompts
 
     return prompts(assets(built))
+
+
 def gemma3_inputs(built, **_):
     from test_gemma3 import gemma3_batch
 

@@ -23,14 +23,14 @@ from . import siglip
 
 SIGNALS = siglip.SIGNALS
 NOTE = (
-    " (Gemma 3 prunes 4x4-pooled tokens of a SigLIP tower without [CLS]: 'cls_attention' is served as the "
+    " (Gemma 3 prunes 4x4-pooled tokens of a SigLIP tower without [CLS]: its 'received_attention' is the "
     "mean attention each patch receives, summed over its pooled group)"
 )
 FEATURE_LAYER = -1  # the stock path reads the tower's last_hidden_state
 
 
 def encode(inner, pixel_values: torch.Tensor, signals=frozenset()) -> VisionFeatures:
-    """Pooled, normalised features [B, N/k^2, C] on the pooled grid and, when asked for, "cls_attention"
+    """Pooled, normalised features [B, N/k^2, C] on the pooled grid and, when asked for, "received_attention"
     [B, H, N/k^2]: the mean attention the patches of each group receive, summed. `inner` is the
     `Gemma3Model` (its `vision_tower` and `multi_modal_projector`)."""
     tower, projector = inner.vision_tower, inner.multi_modal_projector
@@ -42,8 +42,8 @@ def encode(inner, pixel_values: torch.Tensor, signals=frozenset()) -> VisionFeat
     patches = hidden.transpose(1, 2).reshape(batch, width, side, side)
     pooled = projector.avg_pool(patches).flatten(2).transpose(1, 2)  # as the stock projector pools
     features = projector.mm_soft_emb_norm(pooled)
-    received = None if vision.cls_attention is None else pool_received(vision.cls_attention, side, grid[0])
-    return VisionFeatures(features=features, grid=grid, cls_attention=received)
+    received = None if vision.received_attention is None else pool_received(vision.received_attention, side, grid[0])
+    return VisionFeatures(features=features, grid=grid, received_attention=received)
 
 
 def pool_received(received: torch.Tensor, side: int, tokens_per_side: int) -> torch.Tensor:

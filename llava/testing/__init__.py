@@ -17,8 +17,8 @@ from .families import (
     build_tiny_video_llava,
     internvl_image_text,
 )
-from .qwen3_vl import build_tiny_qwen3_vl as build_tiny_qwen3_vl
 from .gemma3 import build_tiny_gemma3
+from .qwen3_vl import build_tiny_qwen3_vl as build_tiny_qwen3_vl
 from .tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava, build_tokenizer, clip_image_processor
 
 __all__ = [
