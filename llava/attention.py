@@ -89,7 +89,11 @@ def split_heads(projected: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 
 def mean_received_attention(
-    query: torch.Tensor, key: torch.Tensor, scale: float, max_elements: int = 1 << 24
+    query: torch.Tensor,
+    key: torch.Tensor,
+    scale: float,
+    max_elements: int = 1 << 24,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean softmax attention each key receives from all queries, per head, in float32.
 
@@ -97,13 +101,28 @@ def mean_received_attention(
     them). Returns [B, H, Nk]: (1/Nq) * sum over queries of softmax(q k^T * scale). The signal for
     encoders without [CLS]: queries are processed in chunks of at most `max_elements` weights, so
     no full Nq x Nk map is held unless it is that small.
+
+    mask: [B, N] (Nq == Nk == N), False for padding tokens (e.g. the padded patches of a smaller image):
+    as in the encoder's own attention, no query attends to them, so they receive nothing, and the mean
+    is over the real queries only (a padding query's row is not one of the image's tokens).
     """
     batch, heads, num_queries, _ = query.shape
     num_keys = key.shape[2]
     k = key.float().transpose(-1, -2)
     chunk = max(1, max_elements // max(1, batch * heads * num_keys))
+    bias = None  # [B, 1, 1, Nk]: -inf at padding keys
+    if mask is not None:
+        bias = torch.zeros(mask.shape, dtype=torch.float32, device=key.device)
+        bias = bias.masked_fill(~mask.bool(), float("-inf"))[:, None, None, :]
     received = query.new_zeros((batch, heads, num_keys), dtype=torch.float32)
     for start in range(0, num_queries, chunk):
         q = query[:, :, start : start + chunk].float()
-        received += torch.softmax((q @ k) * scale, dim=-1).sum(dim=2)
-    return received / num_queries
+        scores = (q @ k) * scale
+        if mask is None:
+            received += torch.softmax(scores, dim=-1).sum(dim=2)
+        else:
+            counted = mask[:, None, start : start + chunk, None].to(torch.float32)  # real queries only
+            received += (torch.softmax(scores + bias, dim=-1) * counted).sum(dim=2)
+    if mask is None:
+        return received / num_queries
+    return received / mask.sum(dim=-1).clamp(min=1)[:, None, None].to(torch.float32)

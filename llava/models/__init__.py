@@ -36,6 +36,8 @@ HOSTS: dict[str, str] = {
     "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl.Qwen2_5_VLForConditionalGeneration": "qwen2_vl",
     "transformers.models.video_llava.modeling_video_llava.VideoLlavaForConditionalGeneration": "video_llava",
     "transformers.models.internvl.modeling_internvl.InternVLForConditionalGeneration": "internvl",
+    "transformers.models.smolvlm.modeling_smolvlm.SmolVLMForConditionalGeneration": "smolvlm",
+    "transformers.models.idefics3.modeling_idefics3.Idefics3ForConditionalGeneration": "smolvlm",
 }
 
 _PATCH_ATTR = "_pruning_patch"

@@ -17,6 +17,7 @@ from .families import (
     build_tiny_video_llava,
     internvl_image_text,
 )
+from .smolvlm import build_tiny_idefics3, build_tiny_smolvlm, smolvlm_image_text, smolvlm_video_text  # noqa: F401
 from .tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava, build_tokenizer, clip_image_processor
 
 __all__ = [
