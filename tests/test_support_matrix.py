@@ -74,6 +74,12 @@ def internvl_inputs(built, **_):
     return internvl_batch(*built)
 
 
+def smolvlm_inputs(built, **_):  # a wide and a tall image: 4 tiles and the global image each
+    from test_smolvlm import smolvlm_batch
+
+    return smolvlm_batch(*built, sizes=[[(400, 100)], [(100, 400)]])
+
+
 INPUTS = {
     "LlavaForConditionalGeneration": llava_inputs,
     "LlavaNextForConditionalGeneration": llava_next_inputs,
@@ -83,6 +89,8 @@ INPUTS = {
     "Qwen2VLForConditionalGeneration": qwen2_vl_inputs,
     "Qwen2_5_VLForConditionalGeneration": qwen2_vl_inputs,
     "InternVLForConditionalGeneration": internvl_inputs,
+    "SmolVLMForConditionalGeneration": smolvlm_inputs,
+    "Idefics3ForConditionalGeneration": smolvlm_inputs,
 }
 
 
