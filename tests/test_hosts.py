@@ -15,6 +15,7 @@ from llava.testing import (
     build_tiny_qwen2_vl,
     build_tiny_video_llava,
 )
+from llava.testing.smolvlm import build_tiny_idefics3, build_tiny_smolvlm
 
 BUILDERS = {
     "internvl": build_tiny_internvl,
@@ -24,6 +25,8 @@ BUILDERS = {
     "llava_onevision": build_tiny_llava_onevision,
     "qwen2_vl": lambda: build_tiny_qwen2_vl("2"),
     "qwen2_5_vl": lambda: build_tiny_qwen2_vl("2.5"),
+    "smolvlm": build_tiny_smolvlm,
+    "idefics3": build_tiny_idefics3,
 }
 
 
@@ -45,7 +48,7 @@ def test_unsupported_classes_are_named_with_every_supported_one():
     assert "LlamaForCausalLM" in message
     for name in HOSTS:
         assert name.rsplit(".", 1)[1] in message
-    assert len(HOSTS) == 8
+    assert len(HOSTS) == 10
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))

@@ -12,9 +12,10 @@ from family_helpers import random_image
 from llava.attention import mean_received_attention
 from llava.models import smolvlm_vision
 from llava.testing import build_tiny_idefics3, build_tiny_smolvlm, smolvlm_image_text, smolvlm_video_text
-from llava.testing.smolvlm import tile_tokens
+from llava.testing.smolvlm import SMOLVLM_256M, tile_tokens
 
 FAMILIES = {"smolvlm": build_tiny_smolvlm, "idefics3": build_tiny_idefics3}
+SHAPES = {**FAMILIES, "smolvlm_256m": lambda **options: build_tiny_smolvlm(**SMOLVLM_256M, **options)}
 TILES_PER_SIDE = 2  # the real processors allow 4 (SmolVLM-Instruct, Idefics3-8B); 2 keeps the prompts short
 IMAGES = [[(400, 200), (200, 400)], [(300, 300)]]  # row 0: two images of 1x2 / 2x1 tiles; row 1: one of 2x2
 TILES = [6, 5]  # each image's tiles plus its global image: row 1 is padded with an all-zero image
@@ -172,9 +173,9 @@ def padded_tiles(model, tiles: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     return pixels, mask
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_the_importance_is_the_eager_attention_each_group_receives(family):
-    model = FAMILIES[family](tiles_per_side=TILES_PER_SIDE)[0].float()
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_the_importance_is_the_eager_attention_each_group_receives(shape):
+    model = SHAPES[shape](tiles_per_side=TILES_PER_SIDE)[0].float()
     inner = model.model
     pixels, pixel_mask = padded_tiles(model)
     with torch.no_grad():
