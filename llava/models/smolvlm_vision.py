@@ -16,6 +16,7 @@ tokens, the ones the language model sees.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -65,11 +66,9 @@ def encode(
     keep_mask = tower.register_forward_pre_hook(
         lambda _m, _a, given: seen.__setitem__("patch_mask", given["patch_attention_mask"]), with_kwargs=True
     )
+    capture = capture_projections(attention, ALL_ROWS) if with_attention else nullcontext()
     try:
-        if with_attention:
-            with capture_projections(attention, ALL_ROWS) as projected:
-                output = stock(pixel_values, pixel_attention_mask, return_dict=True, **kwargs)
-        else:
+        with capture as projected:
             output = stock(pixel_values, pixel_attention_mask, return_dict=True, **kwargs)
     finally:
         keep_mask.remove()
