@@ -179,7 +179,7 @@ def test_the_importance_is_the_eager_attention_each_group_receives(shape):
     inner = model.model
     pixels, pixel_mask = padded_tiles(model)
     with torch.no_grad():
-        tiles = smolvlm_vision.encode(inner, pixels, pixel_mask, {"cls_attention"})
+        tiles = smolvlm_vision.encode(inner, pixels, pixel_mask, {"received_attention"})
         stock = inner.get_image_features(pixels, pixel_mask).pooler_output
         patch = model.config.vision_config.patch_size
         real = pixel_mask[0, :-1].bool()  # the stock model drops the all-zero image
@@ -193,11 +193,12 @@ def test_the_importance_is_the_eager_attention_each_group_receives(shape):
     side, scale = int(count**0.5), model.config.scale_factor
     grouped = received.reshape(tiles_count, heads, side // scale, scale, side // scale, scale).sum(dim=(3, 5))
     assert not patch_mask[1].all() and patch_mask[0].all()
-    torch.testing.assert_close(tiles.vision.cls_attention, grouped.reshape(tiles_count, heads, -1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        tiles.vision.received_attention, grouped.reshape(tiles_count, heads, -1), rtol=0, atol=1e-5
+    )
     assert tiles.per_row == [3]
-    torch.testing.assert_close(tiles.projected.reshape(-1, tiles.projected.shape[-1]), stock[0], rtol=0, atol=0)
-    projector = inner.connector.modality_projection
-    torch.testing.assert_close(projector(tiles.vision.features), tiles.projected, rtol=0, atol=1e-6)
+    projected = inner.connector.modality_projection(tiles.vision.features)
+    torch.testing.assert_close(projected.reshape(-1, projected.shape[-1]), stock[0], rtol=0, atol=1e-6)
 
 
 def test_masked_received_attention_is_the_attention_among_the_real_tokens_alone():
@@ -253,10 +254,11 @@ def test_pruned_generate_equals_greedy_decoding_of_the_pruned_embeddings(built):
     pruner = llava.create_pruner("vispruner", budget)
     with torch.no_grad():
         tiles = smolvlm_vision.encode(
-            model.model, inputs["pixel_values"], inputs["pixel_attention_mask"], pruner.requires
+            model.model, inputs["pixel_values"], inputs["pixel_attention_mask"], smolvlm_vision.SIGNALS
         )
         kept = pruner.select(tiles.vision)  # [tiles, T] ascending, per tile
-        visual = tiles.projected.gather(1, kept[..., None].expand(-1, -1, tiles.projected.shape[-1]))
+        chosen = tiles.vision.features.gather(1, kept[..., None].expand(-1, -1, tiles.vision.features.shape[-1]))
+        visual = model.model.connector.modality_projection(chosen)
     ids = inputs["input_ids"][0]
     is_image = ids == image_id
     rank = is_image.cumsum(0) - 1  # the placeholder's number over the prompt: tile rank * n + position
@@ -292,3 +294,11 @@ def test_methods_without_their_signals_and_bad_pixels_are_refused(smolvlm):
             model(**{**inputs, "input_ids": ids})
     finally:
         llava.remove_pruning(model)
+
+
+def test_all_padding_images_leave_smolvlm_one_empty_image_and_idefics3_none():
+    pixels = torch.zeros(2, 2, 3, 4, 4)
+    assert smolvlm_vision.real_images(pixels, keep_one=True).tolist() == [[True, False], [False, False]]
+    assert not smolvlm_vision.real_images(pixels, keep_one=False).any()
+    pixels[1, 0, 0, 0, 0] = 1.0
+    assert smolvlm_vision.real_images(pixels, keep_one=True).tolist() == [[False, False], [True, False]]

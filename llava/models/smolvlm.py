@@ -14,7 +14,8 @@ DivPrune's "projected" tokens are the connector's output. Vision-side methods pa
 `model.model.get_image_features` (the all-padding images of a batch skipped as the stock model skips
 them, each tile's padded patches masked) and `forward` / `generate` cut each tile's run of `<image>`
 placeholders from n to T before the stock code runs; `generate` returns the caller's own prompt ids
-followed by the new tokens. Traced tiles are part "tile", `item` being the tile's number over the
+followed by the new tokens. Only the kept tokens are projected (DivPrune, selecting on projected
+tokens, projects them all). Traced tiles are part "tile", `item` being the tile's number over the
 call's real tiles.
 
 In-LLM methods (FastV, PDrop, SparseVLM) leave encoding and placeholders alone and prune inside the
@@ -31,7 +32,7 @@ from ..patching import InstancePatch
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 from . import inside, smolvlm_vision
-from .common import PROJECTED, Host, apply_method
+from .common import Host, apply_method
 from .runs import rewrite_placeholders
 
 IMAGE_DIMS = 5  # pixel_values [batch, images, channels, height, width]
@@ -43,28 +44,27 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
     host.check_signals()
     vision = model.config.vision_config
     grid = smolvlm_vision.tile_grid(vision.image_size, vision.image_size, model.config)  # the processors' tiles
-    # SmolVLM encodes one (empty) image when a batch holds only padding images; Idefics3 encodes none
-    at_least = 1 if isinstance(model, SmolVLMForConditionalGeneration) else 0
+    keep_one = isinstance(model, SmolVLMForConditionalGeneration)  # see `smolvlm_vision.real_images`
     if host.inside:
         host.check_item_tokens(grid[0] * grid[1], "tile")
         image = model.config.image_token_id
         # markers part every tile's run from the next, so each run is one item
         inside.attach(host, inside.Placeholders({image: "image"}, grids={image: grid}))
     else:
-        host.patch_encoder("get_image_features", lambda stock: _image_features(host, stock))
-    host.rewrite_prompts(lambda given: _rewrite(host, at_least, given))  # in-LLM: the count is checked
+        host.patch_encoder("get_image_features", lambda stock: _image_features(host, keep_one))
+    host.rewrite_prompts(lambda given: _rewrite(host, keep_one, given))  # in-LLM: the count is checked
 
 
-def _image_features(host: Host, stock):
+def _image_features(host: Host, keep_one: bool):
     inner, pruner = host.inner, host.pruner
     projector = inner.connector.modality_projection
 
     def get_image_features(pixel_values, pixel_attention_mask=None, **kwargs):
+        _check_pixels(pixel_values)
         kwargs.pop("return_dict", None)  # handed out as asked by `Host.patch_encoder`
-        tiles = smolvlm_vision.encode(inner, pixel_values, pixel_attention_mask, host.asked, stock, **kwargs)
+        tiles = smolvlm_vision.encode(inner, pixel_values, pixel_attention_mask, host.asked, keep_one, **kwargs)
         vision = tiles.vision
-        if PROJECTED in pruner.requires:
-            vision.projected = tiles.projected  # the stock connector's output: no second projection
+        host.project(vision, projector)
         pruned = apply_method(pruner, vision, split=host.split)
         kept = host.tokens(pruned, projector)
         if host.tracer is not None:
@@ -82,23 +82,21 @@ def _image_features(host: Host, stock):
     return get_image_features
 
 
-def real_tiles(pixel_values: torch.Tensor, at_least: int) -> int:
-    """How many tiles the stock model encodes: the images that are not all zeros (a batch's rows are
-    padded with all-zero images up to its longest row), `at_least` when there are fewer."""
+def _check_pixels(pixel_values: torch.Tensor) -> None:
     if pixel_values.dim() != IMAGE_DIMS:
         raise ValueError(
             f"pixel_values must be [batch, images, channels, height, width] as the processor returns them, "
             f"got shape {tuple(pixel_values.shape)}"
         )
-    return max(int(pixel_values.flatten(2).ne(0).any(-1).sum()), at_least)
 
 
-def _rewrite(host: Host, at_least: int, given: dict):
-    """Each tile's placeholder run cut to the kept count."""
+def _rewrite(host: Host, keep_one: bool, given: dict):
+    """Each real tile's placeholder run cut to the kept count."""
     pixel_values = given.get("pixel_values")
     if pixel_values is None:
         return None
-    tiles = real_tiles(pixel_values, at_least)
+    _check_pixels(pixel_values)
+    tiles = int(smolvlm_vision.real_images(pixel_values, keep_one).sum())
     grid = smolvlm_vision.tile_grid(*pixel_values.shape[-2:], host.config)
     num_tokens = grid[0] * grid[1]
     kept = num_tokens if host.inside else host.pruner.kept_per_image(num_tokens, grid)

@@ -3,11 +3,12 @@ they receive in the feature layer, and their projections, for pruning the shuffl
 
 The family has no `vision_feature_layer`: the connector reads the tower's output (its last layer,
 after the post-layernorm), pixel-shuffles each `scale_factor` x `scale_factor` group of patches into one
-token and projects it. The stock `get_image_features` is run once (it drops the all-padding images
-of a batch and builds each tile's patch mask from `pixel_attention_mask`); the last layer's own
-`q_proj` / `k_proj` outputs and the tower's patch mask are kept by hooks as it runs. Without [CLS],
+token and projects it. `encode` runs the tower as the stock `get_image_features` does (the all-padding
+images of a batch dropped, each tile's patch mask built from `pixel_attention_mask`) but stops before
+the connector, so only the kept tokens are projected; the last layer's own `q_proj` / `k_proj` outputs
+are kept by hooks as it runs. Without [CLS],
 importance is the mean attention each patch receives from the tile's real patches in that layer
-(VisPruner issue #1), computed beside SDPA in query chunks (`received_attention`); padded patches
+("received_attention", VisPruner issue #1), computed beside SDPA in query chunks (`received_attention`); padded patches
 receive nothing, as in the tower. Features and attention are grouped by the model's own
 `connector.pixel_shuffle`, the attention summed over each group, so a method prunes the shuffled
 tokens, the ones the language model sees.
@@ -15,7 +16,6 @@ tokens, the ones the language model sees.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -24,11 +24,8 @@ import torch
 from ..attention import capture_projections, mean_received_attention, split_heads
 from ..pruning.base import VisionFeatures
 
-SIGNALS = frozenset({"cls_attention"})
-NOTE = (
-    " (no [CLS]: 'cls_attention' is served as the mean attention each pixel-shuffled token's patches "
-    "receive, summed over the group)"
-)
+SIGNALS = frozenset({"received_attention"})
+NOTE = " (the SmolVLM / Idefics3 tower has no [CLS] token)"
 ALL_ROWS = slice(None)
 
 
@@ -36,10 +33,19 @@ ALL_ROWS = slice(None)
 class Tiles:
     """One call's real tiles (all-padding images dropped, as the stock model drops them), in order."""
 
-    vision: VisionFeatures  # features [R, n, s^2 C] on the shuffled grid; cls_attention [R, H, n] if asked
-    projected: torch.Tensor  # [R, n, D] the connector's output for every token (the stock tokens)
+    vision: VisionFeatures  # features [R, n, s^2 C] on the shuffled grid; received_attention [R, H, n] if asked
     per_row: list[int]  # real tiles of each batch row
-    output: object  # the stock `BaseModelOutputWithPooling` (last_hidden_state: the tower's output)
+    output: object  # the tower's `BaseModelOutputWithPooling` (last_hidden_state: what the connector reads)
+
+
+def real_images(pixel_values: torch.Tensor, keep_one: bool) -> torch.Tensor:
+    """[B, I] which images of `pixel_values` [B, I, 3, H, W] the stock model encodes: those not all zeros
+    (the processor pads a batch's rows with all-zero images); with `keep_one` (SmolVLM) the first image
+    when there is none, as SmolVLM encodes one empty image rather than none."""
+    real = pixel_values.flatten(2).ne(0).any(-1)
+    if keep_one:
+        real[0, 0] |= ~real.any()
+    return real
 
 
 def encode(
@@ -47,45 +53,44 @@ def encode(
     pixel_values: torch.Tensor,
     pixel_attention_mask: torch.Tensor | None = None,
     signals=frozenset(),
-    stock: Callable | None = None,
+    keep_one: bool = False,
     **kwargs,
 ) -> Tiles:
-    """Run `stock` (the unpatched `inner.get_image_features` of the `SmolVLMModel` / `Idefics3Model`
-    `inner`; its own by default) on `pixel_values` [B, I, 3, H, W] and return the real tiles' shuffled
-    features and projections, with the `signals` (of `SIGNALS`) asked for."""
+    """The real tiles of `pixel_values` [B, I, 3, H, W] (`pixel_attention_mask` [B, I, H, W], 0 at padded
+    pixels) through the tower of the `SmolVLMModel` / `Idefics3Model` `inner`, as its stock
+    `get_image_features` encodes them (`keep_one`: see `real_images`), pixel-shuffled, with the `signals`
+    (of `SIGNALS`) asked for; `kwargs` go to the tower."""
     unknown = set(signals) - SIGNALS
     if unknown:
         raise ValueError(
             f"a SmolVLM / Idefics3 tower provides {', '.join(sorted(SIGNALS))}; asked for {', '.join(sorted(unknown))}"
         )
-    stock = inner.get_image_features if stock is None else stock
     tower, connector = inner.vision_model, inner.connector
+    real = real_images(pixel_values, keep_one)
+    pixels = pixel_values[real].to(dtype=inner.dtype)
+    if pixel_attention_mask is None:
+        pixel_mask = torch.ones(pixels.shape[:1] + pixels.shape[2:], dtype=torch.bool, device=pixels.device)
+    else:
+        pixel_mask = pixel_attention_mask[real].bool()
+    patch = tower.patch_size
+    patch_mask = pixel_mask.unfold(1, patch, patch).unfold(2, patch, patch).any(-1).any(-1)  # any real pixel
+
     attention = tower.encoder.layers[-1].self_attn
-    with_attention = "cls_attention" in signals
-    seen: dict = {}
-    keep_mask = tower.register_forward_pre_hook(
-        lambda _m, _a, given: seen.__setitem__("patch_mask", given["patch_attention_mask"]), with_kwargs=True
-    )
+    with_attention = "received_attention" in signals
     capture = capture_projections(attention, ALL_ROWS) if with_attention else nullcontext()
-    try:
-        with capture as projected:
-            output = stock(pixel_values, pixel_attention_mask, return_dict=True, **kwargs)
-    finally:
-        keep_mask.remove()
+    with capture as projected:
+        output = tower(pixel_values=pixels, patch_attention_mask=patch_mask, return_dict=True, **kwargs)
 
     scale = connector.scale_factor
-    patches = output.last_hidden_state  # [R, N, C]
-    shuffled = connector.pixel_shuffle(patches, scale)
+    shuffled = connector.pixel_shuffle(output.last_hidden_state, scale)  # [R, n, s^2 C]
     side = int(shuffled.shape[1] ** 0.5)
     vision = VisionFeatures(features=shuffled, grid=(side, side))
     if with_attention:
-        received = received_attention(attention, projected, seen["patch_mask"])  # [R, H, N]
+        received = received_attention(attention, projected, patch_mask)  # [R, H, N]
         tiles, heads, count = received.shape
         grouped = connector.pixel_shuffle(received.reshape(tiles * heads, count, 1), scale)
-        vision.cls_attention = grouped.sum(-1).reshape(tiles, heads, -1)  # not renormalised
-    per_row = [part.shape[0] // shuffled.shape[1] for part in output.pooler_output]
-    projections = torch.cat(list(output.pooler_output)).reshape(*shuffled.shape[:2], -1)
-    return Tiles(vision, projections, per_row, output)
+        vision.received_attention = grouped.sum(-1).reshape(tiles, heads, -1)  # not renormalised
+    return Tiles(vision, real.sum(-1).tolist(), output)
 
 
 def received_attention(attention, projected: dict, patch_mask: torch.Tensor) -> torch.Tensor:
