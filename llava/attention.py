@@ -91,21 +91,42 @@ def split_heads(projected: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 
 def mean_received_attention(
-    query: torch.Tensor, key: torch.Tensor, scale: float, max_elements: int = 1 << 24
+    query: torch.Tensor,
+    key: torch.Tensor,
+    scale: float,
+    max_elements: int = 1 << 24,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean softmax attention each key receives from all queries, per head, in float32.
 
     query: [B, H, Nq, d]; key: [B, H, Nk, d] (rotary embeddings already applied where the model uses
     them). Returns [B, H, Nk]: (1/Nq) * sum over queries of softmax(q k^T * scale). The signal for
-    encoders without [CLS]: queries are processed in chunks of at most `max_elements` weights, so
-    no full Nq x Nk map is held unless it is that small.
+    encoders without [CLS]: each batch row's queries are processed in chunks of at most `max_elements`
+    weights, so no full Nq x Nk map is held unless it is that small, and a row's result does not depend
+    on the rest of the batch (an image scores the same alone as in a batch).
+
+    mask: [B, N] (Nq == Nk == N), False for padding tokens (e.g. the padded patches of a smaller image):
+    as in the encoder's own attention, no query attends to them, so they receive nothing, and the mean
+    is over the real queries only (a padding query's row is not one of the image's tokens).
     """
     batch, heads, num_queries, _ = query.shape
     num_keys = key.shape[2]
     k = key.float().transpose(-1, -2)
-    chunk = max(1, max_elements // max(1, batch * heads * num_keys))
+    # chunks of one batch row: a row's sum runs in the same order whatever else the batch holds
+    chunk = max(1, max_elements // max(1, heads * num_keys))
+    bias = None  # [B, 1, 1, Nk]: -inf at padding keys
+    if mask is not None:
+        bias = torch.zeros(mask.shape, dtype=torch.float32, device=key.device)
+        bias = bias.masked_fill(~mask.bool(), float("-inf"))[:, None, None, :]
     received = query.new_zeros((batch, heads, num_keys), dtype=torch.float32)
-    for start in range(0, num_queries, chunk):
-        q = query[:, :, start : start + chunk].float()
-        received += torch.softmax((q @ k) * scale, dim=-1).sum(dim=2)
-    return received / num_queries
+    for row in range(batch):
+        for start in range(0, num_queries, chunk):
+            scores = (query[row, :, start : start + chunk].float() @ k[row]) * scale  # [H, chunk, Nk]
+            if mask is None:
+                received[row] += torch.softmax(scores, dim=-1).sum(dim=1)
+            else:
+                counted = mask[row, None, start : start + chunk, None].to(torch.float32)  # real queries only
+                received[row] += (torch.softmax(scores + bias[row], dim=-1) * counted).sum(dim=1)
+    if mask is None:
+        return received / num_queries
+    return received / mask.sum(dim=-1).clamp(min=1)[:, None, None].to(torch.float32)

@@ -82,6 +82,16 @@ FAMILIES: dict[str, tuple[str, str, dict]] = {
         "build_tiny_gemma3",
         LAYERS,
     ),
+    "transformers.models.smolvlm.modeling_smolvlm.SmolVLMForConditionalGeneration": (
+        "SmolVLM",
+        "build_tiny_smolvlm",
+        LAYERS,
+    ),
+    "transformers.models.idefics3.modeling_idefics3.Idefics3ForConditionalGeneration": (
+        "Idefics3",
+        "build_tiny_idefics3",
+        LAYERS,
+    ),
 }
 
 

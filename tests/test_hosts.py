@@ -17,6 +17,7 @@ from llava.testing import (
     build_tiny_qwen3_vl,
     build_tiny_video_llava,
 )
+from llava.testing.smolvlm import build_tiny_idefics3, build_tiny_smolvlm
 
 BUILDERS = {
     "internvl": build_tiny_internvl,
@@ -29,6 +30,8 @@ BUILDERS = {
     "qwen3_vl": build_tiny_qwen3_vl,
     "qwen3_vl_moe": lambda: build_tiny_qwen3_vl(moe=True),
     "gemma3": build_tiny_gemma3,
+    "smolvlm": build_tiny_smolvlm,
+    "idefics3": build_tiny_idefics3,
 }
 
 
@@ -50,7 +53,7 @@ def test_unsupported_classes_are_named_with_every_supported_one():
     assert "LlamaForCausalLM" in message
     for name in HOSTS:
         assert name.rsplit(".", 1)[1] in message
-    assert len(HOSTS) == 11
+    assert len(HOSTS) == 13
 
 
 @pytest.mark.parametrize("family", sorted(BUILDERS))

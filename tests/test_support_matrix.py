@@ -86,6 +86,12 @@ def gemma3_inputs(built, **_):
     return gemma3_batch(built[1])
 
 
+def smolvlm_inputs(built, **_):  # a wide and a tall image: 4 tiles and the global image each
+    from test_smolvlm import smolvlm_batch
+
+    return smolvlm_batch(*built, sizes=[[(400, 100)], [(100, 400)]])
+
+
 INPUTS = {
     "LlavaForConditionalGeneration": llava_inputs,
     "LlavaNextForConditionalGeneration": llava_next_inputs,
@@ -98,6 +104,8 @@ INPUTS = {
     "Qwen3VLForConditionalGeneration": qwen3_vl_inputs,
     "Qwen3VLMoeForConditionalGeneration": qwen3_vl_inputs,
     "Gemma3ForConditionalGeneration": gemma3_inputs,
+    "SmolVLMForConditionalGeneration": smolvlm_inputs,
+    "Idefics3ForConditionalGeneration": smolvlm_inputs,
 }
 
 

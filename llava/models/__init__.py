@@ -40,6 +40,8 @@ HOSTS: dict[str, str] = {
     "transformers.models.qwen3_vl.modeling_qwen3_vl.Qwen3VLForConditionalGeneration": "qwen3_vl",
     "transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe.Qwen3VLMoeForConditionalGeneration": "qwen3_vl",
     "transformers.models.gemma3.modeling_gemma3.Gemma3ForConditionalGeneration": "gemma3",
+    "transformers.models.smolvlm.modeling_smolvlm.SmolVLMForConditionalGeneration": "smolvlm",
+    "transformers.models.idefics3.modeling_idefics3.Idefics3ForConditionalGeneration": "smolvlm",
 }
 
 _PATCH_ATTR = "_pruning_patch"

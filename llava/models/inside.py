@@ -53,9 +53,14 @@ def attach(host: Host, placeholders: Placeholders) -> None:
     """Prune inside `host`'s language model from now on (the host has checked the method's signals)."""
     items: dict[str, list] = {}  # the last prefill's items per row, for the trace
     on_stage = None if host.tracer is None else _stage_recorder(host, items)
-    decoder.attach(host.inner.language_model, host.pruner, host.patch, on_stage)
+    decoder.attach(language_model_of(host.inner), host.pruner, host.patch, on_stage)
     host.patch.set(host.inner, "forward", _marking_forward(host, placeholders, items))
     host.patch.set(host.model, "forward", _refusing_labels(host))
+
+
+def language_model_of(inner):
+    """The decoder of a multimodal model: `language_model`, or `text_model` as Idefics3 / SmolVLM name it."""
+    return inner.text_model if hasattr(inner, "text_model") else inner.language_model
 
 
 def item_index(

@@ -19,6 +19,7 @@ from .families import (
 )
 from .gemma3 import build_tiny_gemma3
 from .qwen3_vl import build_tiny_qwen3_vl as build_tiny_qwen3_vl
+from .smolvlm import build_tiny_idefics3, build_tiny_smolvlm, smolvlm_image_text, smolvlm_video_text  # noqa: F401
 from .tiny import CLIP_MEAN, CLIP_STD, build_tiny_llava, build_tokenizer, clip_image_processor
 
 __all__ = [
