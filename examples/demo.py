@@ -143,17 +143,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def image_problem(path: Path) -> str | None:
     """Why `path` is not an image PIL can read in full (None: it is)."""
-    from PIL import Image
+    from PIL import Image, ImageFile
 
     if path.is_dir():
         return "a folder, not an image file"
     if not path.is_file():
         return "no such file"
+    # Some libraries (lmms-eval) let PIL accept truncated files process-wide; this check never does.
+    lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
         with Image.open(path) as image:
             image.load()  # decodes every byte: a truncated or corrupt file fails here, not after loading a model
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         return f"not a readable image ({error})"
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     return None
 
 

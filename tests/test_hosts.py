@@ -91,3 +91,16 @@ def test_each_side_gets_only_its_own_signals(pruner, monkeypatch):
     with pytest.raises(ValueError, match=f"needs {needed}, which .* (before|inside) its language model"):
         llava.apply_pruning(model, pruner.name, 4)
     assert "forward" not in model.__dict__
+
+
+def test_the_readme_names_every_supported_class_and_the_checkpoints_it_was_written_for():
+    from support import REPO
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Model families") : readme.index("## Support matrix")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "`" in line]
+    for path in HOSTS:
+        name = path.rsplit(".", 1)[1]
+        row = next((line for line in rows if f"`{name}`" in line), None)
+        assert row is not None, f"README's model-family table does not name {name}"
+        assert "/" in row.split("|")[3], f"README names no checkpoint {name} was written for"
