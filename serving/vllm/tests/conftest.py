@@ -14,6 +14,18 @@ for name, value in {
 }.items():
     os.environ.setdefault(name, value)
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
+from llava_case import IMAGE_SIZE, TEXT_HIDDEN  # noqa: E402
+from vispruner_vllm.checkpoints import save_hub_layout  # noqa: E402
+
+from llava.testing import build_tiny_llava  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    model, processor = build_tiny_llava(image_size=IMAGE_SIZE, vision_layers=4, text_hidden=TEXT_HIDDEN)
+    folder = save_hub_layout(model, processor, tmp_path_factory.mktemp("tiny-llava"))
+    return model, processor, folder

@@ -1,4 +1,4 @@
-"""Tiny random checkpoints of each supported family, saved where vLLM can load them."""
+"""Tiny random checkpoints saved where vLLM can load them (for the tests and the load benchmark)."""
 
 from __future__ import annotations
 
