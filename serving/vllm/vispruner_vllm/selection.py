@@ -26,4 +26,5 @@ def kept_embeddings(pruner: VisionTokenPruner, vision: VisionFeatures, projector
     if PROJECTED in pruner.requires:
         vision.projected = projector(vision.features)
         return gather_tokens(vision.projected, pruner.select(vision))
-    return projector(pruner.reduce(vision))
+    # vLLM's CPU linear kernels need a unit stride in the last dimension; merged tokens (e.g. pooled) lack it.
+    return projector(pruner.reduce(vision).contiguous())
