@@ -1,0 +1,30 @@
+"""One batch of images' vision features -> the language model's embeddings of the tokens kept.
+
+The method is the library's own (`llava.pruning`): its `select` or `reduce` decides, this module only
+routes features to it and projects what it keeps (the projector acts per token, so projecting after
+selection is exact). Methods that select on projected tokens (they list "projected") get every token
+projected and the selected ones passed on, as the library's transformers path does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llava.pruning import VisionFeatures, VisionTokenPruner
+from llava.pruning.base import gather_tokens
+
+from .config import PROJECTED
+
+
+def asked_signals(pruner: VisionTokenPruner) -> frozenset[str]:
+    """The encoder signals the method reads (the projector's output is not the encoder's)."""
+    return frozenset(pruner.requires) - {PROJECTED}
+
+
+def kept_embeddings(pruner: VisionTokenPruner, vision: VisionFeatures, projector) -> torch.Tensor:
+    """[B, T, D] projected tokens the method keeps, in the order the language model sees them."""
+    if PROJECTED in pruner.requires:
+        vision.projected = projector(vision.features)
+        return gather_tokens(vision.projected, pruner.select(vision))
+    # vLLM's CPU linear kernels need a unit stride in the last dimension; merged tokens (e.g. pooled) lack it.
+    return projector(pruner.reduce(vision).contiguous())
