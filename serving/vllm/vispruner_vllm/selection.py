@@ -11,14 +11,16 @@ from __future__ import annotations
 import torch
 
 from llava.pruning import VisionFeatures, VisionTokenPruner
-from llava.pruning.base import gather_tokens
+from llava.pruning.base import gather_tokens, resolve_signals
 
+from . import clip_tower
 from .config import PROJECTED
 
 
 def asked_signals(pruner: VisionTokenPruner) -> frozenset[str]:
-    """The encoder signals the method reads (the projector's output is not the encoder's)."""
-    return frozenset(pruner.requires) - {PROJECTED}
+    """The encoder signals the method reads ("importance" resolved to the tower's [CLS] attention; the
+    projector's output is not the encoder's)."""
+    return resolve_signals(pruner.requires, clip_tower.SIGNALS) - {PROJECTED}
 
 
 def kept_embeddings(pruner: VisionTokenPruner, vision: VisionFeatures, projector) -> torch.Tensor:
