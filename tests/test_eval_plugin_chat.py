@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from chat_fixtures import FAMILIES, write_chat_checkpoint
+from chat_fixtures import available_families, write_chat_checkpoint
 from eval.plugin.prompts import ChatPrompts
 from eval.plugin.styles import QWEN2_MAX_PIXELS, QWEN2_MIN_PIXELS, QWEN25_MAX_PIXELS, QWEN25_MIN_PIXELS, STYLES
 from support import shapes_image
@@ -30,7 +30,7 @@ class FakeTask:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("chat")
-    return {family: write_chat_checkpoint(family, root / family) for family in FAMILIES}
+    return {family: write_chat_checkpoint(family, root / family) for family in available_families()}
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +57,13 @@ def generation_requests(model, docs, generation=None):
 
 def language_model_lengths(model) -> list[int]:
     lengths = []
-    model.model.model.language_model.register_forward_pre_hook(
+    model.model.get_decoder().register_forward_pre_hook(  # the language model (SmolVLM's text_model)
         lambda module, args, kwargs: lengths.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
     )
     return lengths
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", available_families())
 def test_generation_and_scoring_run_pruned(family, folders, docs):
     pruned, full = make(folders[family]), unpruned(folders[family])
     assert (
@@ -83,7 +83,7 @@ def test_generation_and_scoring_run_pruned(family, folders, docs):
     assert math.isfinite(one) and one < 0 and three < one and isinstance(greedy, bool)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", available_families())
 def test_batches_answer_like_single_requests(family, folders, docs):
     single, batched = make(folders[family]), make(folders[family], batch_size=2)
     assert batched.generate_until(generation_requests(batched, docs)) == single.generate_until(

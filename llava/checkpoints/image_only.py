@@ -10,6 +10,7 @@ its chat template) as usual; giving it videos is an error. Where torchvision is 
 
 from __future__ import annotations
 
+import inspect
 from functools import cache
 
 VIDEO_SLOT = "video_processor"
@@ -24,9 +25,34 @@ def image_only_class(processor_class: type) -> type:
         def get_attributes(cls):
             return [name for name in super().get_attributes() if name != VIDEO_SLOT]
 
+    if _slot_is_required(processor_class):
+        ImageOnly = _hand_slot_none(ImageOnly)
     ImageOnly.__name__ = ImageOnly.__qualname__ = processor_class.__name__
     ImageOnly.__doc__ = f"{processor_class.__name__} without a video processor (torchvision is not installed)."
     return ImageOnly
+
+
+def _slot_is_required(processor_class: type) -> bool:
+    """Whether `__init__` names the video slot without a default (SmolVLM's), so it must be handed one."""
+    slot = inspect.signature(processor_class.__init__).parameters.get(VIDEO_SLOT)
+    return slot is not None and slot.default is inspect.Parameter.empty
+
+
+def _hand_slot_none(image_only: type) -> type:
+    """`image_only` built with None in the slot, and its chat template rendered by the shared
+    `ProcessorMixin.apply_chat_template`: SmolVLM's override only adds video-sampling defaults, read from the
+    absent video processor; for conversations without videos (the only ones it can take) both render the same."""
+    from transformers.processing_utils import ProcessorMixin
+
+    class SlotNone(image_only):
+        @classmethod
+        def from_args_and_dict(cls, args, processor_dict: dict, **kwargs):
+            return super().from_args_and_dict(args, {**processor_dict, VIDEO_SLOT: None}, **kwargs)
+
+        def apply_chat_template(self, conversation, *args, **kwargs):
+            return ProcessorMixin.apply_chat_template(self, conversation, *args, **kwargs)
+
+    return SlotNone
 
 
 def needs_image_only(processor_class: type) -> bool:
