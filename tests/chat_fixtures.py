@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import transformers
+from tokenizers import processors
 from transformers import AutoTokenizer
 
 import llava.testing as testing
@@ -86,6 +87,7 @@ FAMILIES = {
     "smolvlm": ("build_tiny_smolvlm", {}, "SmolVLMProcessor", {"image_seq_len": 81}, _IDEFICS3, SMOLVLM_TOKENS),
     "idefics3": ("build_tiny_idefics3", {}, "Idefics3Processor", {"image_seq_len": 169}, _IDEFICS3, SMOLVLM_TOKENS),
 }  # fmt: skip
+ADDS_BOS = {"gemma3", "idefics3"}  # their tokenizers (Gemma's, Llama 3's) add the BOS their templates also write
 NEEDS = {"smolvlm": "num2words"}  # packages a family's processor refuses to be built without
 
 
@@ -105,6 +107,10 @@ def write_chat_checkpoint(family: str, folder: Path) -> Path:
         image_processor, tokenizer = processor.image_processor, processor.tokenizer
     else:
         model, image_processor, tokenizer = built
+    if family in ADDS_BOS:
+        tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{tokenizer.bos_token} $A", special_tokens=[(tokenizer.bos_token, tokenizer.bos_token_id)]
+        )
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

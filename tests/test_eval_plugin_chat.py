@@ -180,7 +180,8 @@ class RecordingProcessor:
 )  # fmt: skip
 def test_new_families_turns_follow_their_lmms_eval_model(model_class, system, tmp_path):
     """Qwen3-VL (chat qwen3_vl) and Gemma 3 (simple gemma3) write the system turn as text parts; SmolVLM follows
-    simple idefics2 (no system turn). Gemma 3 and SmolVLM take a video's frames as images."""
+    simple idefics2 (no system turn, the text's "<image>" left where the image goes). Gemma 3 and SmolVLM take a
+    video's frames as images."""
     import av
     import numpy as np
 
@@ -197,7 +198,10 @@ def test_new_families_turns_follow_their_lmms_eval_model(model_class, system, tm
     turns, images, videos = prompts.messages("<image>Q?", [shapes_image(40, seed=6), str(video)])
     user = turns[-1]["content"]
     assert (turns[0]["content"] if len(turns) == 2 else None) == system
-    if style.frames_as_images:
+    if style.image_tags_place_images:  # the text's "<image>" places the image: no part, after the frames
+        assert [part["type"] for part in user] == ["image"] * 4 + ["text"] and len(images) == 5 and not videos
+        assert images[-1].size == (40, 40)
+    elif style.frames_as_images:
         assert [part["type"] for part in user] == ["image"] * 5 + ["text"] and len(images) == 5 and not videos
     else:
         assert [part["type"] for part in user] == ["image", "video", "text"] and len(videos) == 1

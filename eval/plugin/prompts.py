@@ -7,6 +7,7 @@ families, in the style of `styles.py` (turns, processor settings, videos).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 
 from llava.prompting import IMAGE, VIDEO, encode_batch
@@ -70,20 +71,26 @@ class ChatPrompts:
 
     def messages(self, context: str, visuals) -> tuple[list[dict], list, list]:
         """(turns, images, videos): media first in the task's order, then the text (lmms-eval's default
-        doc_to_messages); the system turn where the followed model writes one."""
-        images, videos, parts = [], [], []
+        doc_to_messages); the system turn where the followed model writes one. Where the text's "<image>" tags
+        place the images (simple idefics2), the images get no parts and follow the frames (the tags' order)."""
+        images, videos, parts, tagged = [], [], [], []
+        tags_place_images = self.style.image_tags_place_images and IMAGE in context
         for kind, item in _media(visuals):
+            if kind == "image" and tags_place_images:
+                tagged.append(self._as_sent(item))
+                continue
             if kind == "image":
-                images.append(item)
+                images.append(self._as_sent(item))
                 parts.append({"type": "image"})
                 continue
             frames = sample_frames(item, self.video_frames)
             if self.style.frames_as_images:  # each frame an image of its own (lmms-eval gemma3, idefics2)
-                images += [_frame_image(frame) for frame in frames]
+                images += [self._as_sent(_frame_image(frame)) for frame in frames]
                 parts += [{"type": "image"}] * len(frames)
             else:
                 videos.append(frames)
                 parts.append({"type": "video"})
+        images += tagged
         if self.style.strip_image_tag:
             context = context.replace(IMAGE, "")
         turns = [{"role": "user", "content": [*parts, {"type": "text", "text": context}]}]
@@ -91,6 +98,16 @@ class ChatPrompts:
             system = [{"type": "text", "text": self.style.system}] if self.style.system_as_parts else self.style.system
             turns.insert(0, {"role": "system", "content": system})
         return turns, images, videos
+
+    def _as_sent(self, image):
+        """`image` as the followed model hands it to the processor: JPEG-encoded where it sends data URLs."""
+        if self.style.jpeg_quality is None:
+            return image
+        from PIL import Image
+
+        encoded = io.BytesIO()
+        image.convert("RGB").save(encoded, format="JPEG", quality=self.style.jpeg_quality)
+        return Image.open(encoded).convert("RGB")
 
     def _template(self, turns: list[dict], generation_prompt: bool) -> str:
         return self.processor.apply_chat_template(turns, tokenize=False, add_generation_prompt=generation_prompt)
@@ -123,6 +140,11 @@ class ChatPrompts:
                 "torchvision): install torchvision to evaluate videos with this family"
             )
         options = dict(self.style.processor_call) if any(images) else {}
+        bos = self.processor.tokenizer.bos_token
+        if bos is not None and all(text.startswith(bos) for text in texts):
+            # the template wrote the BOS (Gemma 3, Idefics3): the tokenizer must not add another, as
+            # transformers' own `apply_chat_template(tokenize=True)` (lmms-eval gemma3's path) decides
+            options["add_special_tokens"] = False
         return self.processor(
             text=texts, images=images if any(images) else None, videos=videos or None,
             padding=True, return_tensors="pt", **options,

@@ -23,6 +23,7 @@ QWEN_SYSTEM = "You are a helpful assistant."  # Qwen's, Gemma 3's lmms-eval syst
 QWEN25_MIN_PIXELS, QWEN25_MAX_PIXELS = 256 * 28 * 28, 1605632
 QWEN2_MIN_PIXELS, QWEN2_MAX_PIXELS = 3136, 602112  # lmms-eval qwen2_vl's: 4 to 768 tokens of 28x28 pixels
 INTERNVL_MIN_TILES, INTERNVL_MAX_TILES = 1, 12  # lmms-eval internvl_hf's min_patches / max_patches
+GEMMA3_JPEG_QUALITY = 85  # lmms-eval gemma3 hands each image (and frame) over as a JPEG data URL of this quality
 PARAGRAPH = "\n\n"  # a stop string lmms-eval's Qwen and Gemma models drop: it cuts multi-paragraph answers
 
 
@@ -37,12 +38,17 @@ class ChatStyle:
     cut_at_stops: bool = False  # answers cut at the task's `until` strings (the chat classes do not)
     dropped_stops: tuple[str, ...] = ()  # `until` strings ignored before cutting
     frames_as_images: bool = False  # a video goes in as its frames, each an image
+    image_tags_place_images: bool = False  # a text holding "<image>" gets no image parts: its tags place the images
     processor_call: dict = field(default_factory=dict)  # image-processor options of every processor call
+    jpeg_quality: int | None = None  # images (and frames) re-encoded as JPEG of this quality before processing
 
     def describe(self) -> dict:
         """What the response log's keys record about the prompt and generation rules."""
-        return {"follows": self.follows, "system": self.system, "frames": self.video_frames,
-                "processor": self.processor_call, "max_new_tokens": self.max_new_tokens}  # fmt: skip
+        described = {"follows": self.follows, "system": self.system, "frames": self.video_frames,
+                     "processor": self.processor_call, "max_new_tokens": self.max_new_tokens}  # fmt: skip
+        if self.jpeg_quality is not None:  # only where set: the other families' logged keys stay as they were
+            described["jpeg_quality"] = self.jpeg_quality
+        return described
 
 
 def _qwen_pixels(low: int, high: int) -> dict:
@@ -72,17 +78,20 @@ STYLES: dict[str, ChatStyle] = {
         "internvl_hf", max_new_tokens=1024, video_frames=32,
         processor_call={"min_patches": INTERNVL_MIN_TILES, "max_patches": INTERNVL_MAX_TILES},
     ),
-    # simple gemma3: explicit system turn, "<image>" removed, videos as frame images, cut at `until`
+    # simple gemma3: explicit system turn, "<image>" removed, videos as frame images, cut at `until`, images
+    # as JPEG data URLs (its min/max_pixels do not reach Gemma 3's processor, which resizes to 896 px anyway)
     "Gemma3ForConditionalGeneration": ChatStyle(
         "gemma3", max_new_tokens=128, video_frames=32, system=QWEN_SYSTEM, system_as_parts=True,
         strip_image_tag=True, cut_at_stops=True, dropped_stops=(PARAGRAPH,), frames_as_images=True,
+        jpeg_quality=GEMMA3_JPEG_QUALITY,
     ),
-    # no lmms-eval model for SmolVLM / Idefics3: simple idefics2's rules (its predecessor), stock image splitting
+    # no lmms-eval model for SmolVLM / Idefics3: simple idefics2's rules (its predecessor), stock image splitting;
+    # "<image>" in a task's text (egothink's prompts) is the processors' image token, where idefics2 leaves it
     "SmolVLMForConditionalGeneration": ChatStyle(
-        "idefics2", max_new_tokens=1024, video_frames=16, frames_as_images=True
+        "idefics2", max_new_tokens=1024, video_frames=16, frames_as_images=True, image_tags_place_images=True
     ),
     "Idefics3ForConditionalGeneration": ChatStyle(
-        "idefics2", max_new_tokens=1024, video_frames=16, frames_as_images=True
+        "idefics2", max_new_tokens=1024, video_frames=16, frames_as_images=True, image_tags_place_images=True
     ),
 }  # fmt: skip
 
