@@ -7,9 +7,9 @@
 For the LLaVA-style families prompts are built exactly as lmms-eval's built-in `llava` model builds them
 (image placeholders joined by spaces in front of the task text, then the conversation template, then LLaVA's
 piece-wise tokenization) and the task options are those lmms-eval keys for `llava` (see `task_options.py`).
-The chat-template families (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, Gemma 3, SmolVLM) are
-prompted as lmms-eval's own model for the family prompts them, with its task options (`styles.py`,
-`prompts.py`).
+The chat-template families (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, LLaVA-OneVision, InternVL, Gemma 3, SmolVLM,
+Idefics3) are prompted as lmms-eval's own model for the family prompts them, with its task options
+(`styles.py`, `prompts.py`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ class PrunedLlava(lmms):
                        folder or Hub id; `llava.load_pretrained_model`)
     method             a registered pruning method (`llava.list_methods()`), or "none" for the full model
     visual_token_num   visual tokens kept per image (per crop for LLaVA-NeXT's paper layout with vision-side
-                       methods; per image or video for in-LLM methods; per tile for InternVL): what the
-                       family's host in llava/models documents
+                       methods; per image or video for in-LLM methods; per tile for InternVL; per encoded
+                       image, pan-and-scan crops included, for Gemma 3; per tile, the global image and each
+                       video frame included, for SmolVLM / Idefics3): what the family's host in llava/models
+                       documents
     conv_template      LLaVA-style families: vicuna_v1 (default, as lmms-eval's llava), llava_v1 or plain;
                        chat-template families use their processor's chat template and refuse it
     dtype              auto (float16 on GPU, float32 on CPU), float16, bfloat16 or float32

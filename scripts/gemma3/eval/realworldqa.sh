@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # RealWorldQA: accuracy (realworldqa, exact_match).
-# Model: Gemma 3, TOKENS per image (each image is one 896-px view of 256 tokens) (default google/gemma-3-4b-it); prompts as lmms-eval's own model for it.
+# Model: Gemma 3, TOKENS per encoded image of 256 (pan-and-scan off, the checkpoint processor's default that lmms-eval gemma3 keeps: one 896-px view per image; with it on, each crop keeps TOKENS too) (default google/gemma-3-4b-it); prompts as lmms-eval's own model for it.
 # Usage: realworldqa.sh TOKENS RATIO [METHOD] [--model PATH] [--gpus N] [--limit N] [--batch-size N] [--dry-run] [--rerun]
 #        (TOKENS 'full' = no pruning; RATIO '-' for methods without one; --help lists every option)
 exec "$(dirname "${BASH_SOURCE[0]}")/../../launch.sh" gemma3 realworldqa "$@"
