@@ -112,8 +112,10 @@ def _qwen(version: str):
         version == "2.5"
     ):  # Qwen2.5-VL-7B: 3420 SwiGLU width, windows of 112 px; block 31 (the feature block) is full attention
         vision = {**QWEN_VISION, "depth": 1, "hidden_size": 1280, "out_hidden_size": 3584, "intermediate_size": 3420}
-        config = Qwen2_5_VLConfig(vision_config={**vision, "fullatt_block_indexes": [0], "window_size": 112})
-        visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config.vision_config).eval()
+        config = Qwen2_5_VLConfig(
+            vision_config={**vision, "fullatt_block_indexes": [0], "window_size": 112}
+        ).vision_config
+        visual = Qwen2_5_VisionTransformerPretrainedModel._from_config(config).eval()
     elif version == "3":  # the transformers defaults are Qwen3-VL-8B's tower; deepstack layers are not timed
         config = Qwen3VLConfig(vision_config={"depth": 1, "deepstack_visual_indexes": []}).vision_config
         visual = Qwen3VLVisionModel._from_config(config).eval()
