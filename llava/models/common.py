@@ -151,6 +151,17 @@ class Host:
         """The language model's tokens for what was kept: projected now, or already projected."""
         return pruned.features if PROJECTED in self.pruner.requires else projector(pruned.features)
 
+    def prune_rows(self, vision: VisionFeatures, projector: Callable, part: str) -> torch.Tensor:
+        """Each row of `vision` (an image, or a tile the model is not told the image of) pruned on its own
+        and projected: the language model's tokens [B, T, D]; traced as `part` number row."""
+        self.project(vision, projector)
+        pruned = apply_method(self.pruner, vision, split=self.split)
+        kept = self.tokens(pruned, projector)
+        if self.tracer is not None:
+            labels = [(part, item, 0) for item in range(kept.shape[0])]
+            self.tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        return kept
+
 
 class KeepAll(VisionTokenPruner):
     """Keeps every token: a family's image layout without vision-side pruning (e.g. LLaVA-NeXT's paper

@@ -32,7 +32,7 @@ from ..patching import InstancePatch
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 from . import gemma3_vision, inside
-from .common import Host, apply_method
+from .common import Host
 from .runs import rewrite_placeholders
 
 HOST = "Gemma 3"
@@ -66,7 +66,7 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
 
 
 def _image_features(host: Host):
-    inner, pruner = host.inner, host.pruner
+    inner = host.inner
 
     def get_image_features(pixel_values, **kwargs):
         vision = gemma3_vision.encode(inner, pixel_values, host.asked)
@@ -74,12 +74,7 @@ def _image_features(host: Host):
         def projector(features):
             return gemma3_vision.project(inner, features)
 
-        host.project(vision, projector)
-        pruned = apply_method(pruner, vision, split=host.split)
-        kept = host.tokens(pruned, projector)
-        if host.tracer is not None:
-            labels = [("image", item, 0) for item in range(kept.shape[0])]
-            host.tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        kept = host.prune_rows(vision, projector, "image")
         return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=kept)
 
     return get_image_features

@@ -24,7 +24,7 @@ from ..patching import InstancePatch
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 from . import inside, internvl_vision
-from .common import Host, apply_method
+from .common import Host
 from .runs import rewrite_placeholders
 
 HOST = "InternVL"
@@ -52,18 +52,12 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
 
 
 def _image_features(host: Host):
-    inner, pruner = host.inner, host.pruner
+    inner = host.inner
 
     def get_image_features(pixel_values, vision_feature_layer=None, vision_feature_select_strategy=None, **kwargs):
         host.check_strategy(vision_feature_select_strategy)
         vision = internvl_vision.encode(inner, pixel_values, host.layer(vision_feature_layer), host.asked)
-        projector = inner.multi_modal_projector
-        host.project(vision, projector)
-        pruned = apply_method(pruner, vision, split=host.split)
-        kept = host.tokens(pruned, projector)
-        if host.tracer is not None:
-            labels = [("tile", item, 0) for item in range(kept.shape[0])]
-            host.tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        kept = host.prune_rows(vision, inner.multi_modal_projector, "tile")
         return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=kept)
 
     return get_image_features

@@ -24,7 +24,7 @@ from ..patching import InstancePatch
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 from . import clip, inside
-from .common import Host, apply_method
+from .common import Host
 from .runs import rewrite_placeholders
 
 
@@ -50,7 +50,7 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
 
 
 def _image_features(host: Host):
-    inner, pruner = host.inner, host.pruner
+    inner = host.inner
 
     def get_image_features(
         pixel_values, vision_feature_layer=None, vision_feature_select_strategy=None, image_sizes=None, **kwargs
@@ -61,12 +61,7 @@ def _image_features(host: Host):
         vision = clip.encode(
             inner.vision_tower, pixel_values, host.layer(vision_feature_layer), host.asked, host.merger
         )
-        host.project(vision, inner.multi_modal_projector)
-        pruned = apply_method(pruner, vision, split=host.split)
-        kept = host.tokens(pruned, inner.multi_modal_projector)
-        if host.tracer is not None:
-            labels = [("image", item, 0) for item in range(len(kept))]
-            host.tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        kept = host.prune_rows(vision, inner.multi_modal_projector, "image")
         return BaseModelOutputWithPooling(last_hidden_state=vision.features, pooler_output=list(kept))
 
     return get_image_features

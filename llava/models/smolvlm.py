@@ -32,7 +32,7 @@ from ..patching import InstancePatch
 from ..pruning.base import TokenPruner
 from ..trace import Tracer
 from . import inside, smolvlm_vision
-from .common import Host, apply_method
+from .common import Host
 from .runs import rewrite_placeholders
 
 IMAGE_DIMS = 5  # pixel_values [batch, images, channels, height, width]
@@ -56,7 +56,7 @@ def attach(model, pruner: TokenPruner, patch: InstancePatch, tracer: Tracer | No
 
 
 def _image_features(host: Host, keep_one: bool):
-    inner, pruner = host.inner, host.pruner
+    inner = host.inner
     projector = inner.connector.modality_projection
 
     def get_image_features(pixel_values, pixel_attention_mask=None, **kwargs):
@@ -64,12 +64,7 @@ def _image_features(host: Host, keep_one: bool):
         kwargs.pop("return_dict", None)  # handed out as asked by `Host.patch_encoder`
         tiles = smolvlm_vision.encode(inner, pixel_values, pixel_attention_mask, host.asked, keep_one, **kwargs)
         vision = tiles.vision
-        host.project(vision, projector)
-        pruned = apply_method(pruner, vision, split=host.split)
-        kept = host.tokens(pruned, projector)
-        if host.tracer is not None:
-            labels = [("tile", item, 0) for item in range(kept.shape[0])]
-            host.tracer.add_rows("image", vision.grid, labels, pruned.indices, pruned.important)
+        kept = host.prune_rows(vision, projector, "tile")
         per_row = [rows.reshape(-1, kept.shape[-1]) for rows in kept.split(tiles.per_row)]
         output = tiles.output
         return BaseModelOutputWithPooling(
