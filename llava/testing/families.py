@@ -64,8 +64,9 @@ def _clip(image_size: int, patch_size: int, hidden: int = 32, layers: int = 3) -
     )
 
 
-def _llama(tokenizer, layers: int, hidden: int = 64) -> LlamaConfig:
-    return LlamaConfig(
+def text_sizes(tokenizer, layers: int, hidden: int = 64) -> dict:
+    """The tiny language model every family's builder uses (grouped-query attention, 4 heads, 2 KV heads)."""
+    return dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
@@ -79,20 +80,13 @@ def _llama(tokenizer, layers: int, hidden: int = 64) -> LlamaConfig:
     )
 
 
+def _llama(tokenizer, layers: int, hidden: int = 64) -> LlamaConfig:
+    return LlamaConfig(**text_sizes(tokenizer, layers, hidden))
+
+
 def _qwen2(tokenizer, layers: int) -> Qwen2Config:
     """The tiny Qwen2 language model of the families that use one (OneVision, InternVL)."""
-    return Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    return Qwen2Config(**text_sizes(tokenizer, layers))
 
 
 def _finish(model, tokenizer, seed: int):
@@ -208,17 +202,8 @@ def build_tiny_qwen2_vl(version: str = "2", seed: int = 0, text_layers: int = 2)
     """Qwen2-VL (`version="2"`) or Qwen2.5-VL (`"2.5"`, windowed attention) and its image processor."""
     tokenizer = build_family_tokenizer()
     text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=text_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
+        **text_sizes(tokenizer, text_layers),
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
     ids = dict(
         image_token_id=_ids(tokenizer, "<|image_pad|>"),

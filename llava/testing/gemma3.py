@@ -24,7 +24,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from .families import build_family_tokenizer
+from .families import build_family_tokenizer, text_sizes
 
 BOI, EOI, SOFT = "<start_of_image>", "<end_of_image>", "<image_soft_token>"
 IMAGE_SIZE = 896  # google/gemma-3-*-it: vision_config.image_size
@@ -69,21 +69,12 @@ def build_tiny_gemma3(
     tokenizer = _gemma3_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
     text = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=text_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **text_sizes(tokenizer, text_layers),
         head_dim=16,
         query_pre_attn_scalar=16,
         sliding_window=sliding_window,
         sliding_window_pattern=SLIDING_PATTERN,
         rope_parameters={"full_attention": dict(GLOBAL_ROPE), "sliding_attention": dict(LOCAL_ROPE)},
-        max_position_embeddings=4096,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
     vision = SiglipVisionConfig(
         hidden_size=32,

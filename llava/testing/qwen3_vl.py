@@ -21,7 +21,7 @@ from transformers import (
     Qwen3VLMoeForConditionalGeneration,
 )
 
-from .families import _finish, _ids, build_family_tokenizer
+from .families import _finish, _ids, build_family_tokenizer, text_sizes
 
 PATCH = 16
 MERGE = 2
@@ -44,23 +44,14 @@ def build_tiny_qwen3_vl(seed: int = 0, text_layers: int = 2, vision_layers: int 
     text followed by such a run of `<|video_pad|>` (see `qwen3_vl_video_text`)."""
     tokenizer = build_family_tokenizer()
     text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=text_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **text_sizes(tokenizer, text_layers),
         head_dim=HEAD_DIM,
-        max_position_embeddings=4096,
         rope_parameters={
             "rope_type": "default",
             "rope_theta": 5000000.0,
             "mrope_section": MROPE_SECTION,
             "mrope_interleaved": True,
         },
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
     vision = dict(
         depth=vision_layers,
