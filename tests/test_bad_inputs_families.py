@@ -15,6 +15,7 @@ import copy
 import functools
 import io
 import json
+import math
 import pickle
 import re
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from llava.testing import (
     build_tiny_qwen3_vl,
     build_tiny_smolvlm,
 )
+from llava.testing.qwen3_vl import qwen3_vl_video_text
 from test_bad_inputs_api import (
     EARLIER,
     PROMPT_EDITS,
@@ -414,29 +416,82 @@ def test_save_pretrained_of_a_pruned_model_saves_the_stock_model(name, tmp_path)
 # ======================================================================================================
 
 
-def expected_prompt_error(name, kind):
+def expected_prompt_error(name, source, kind):
     """What the count or run check says: it is about pruning, and gives the items' counts."""
     if name.startswith("qwen3"):
-        return "pruning Qwen3-VL: the prompt" + (" holds" if kind != "runs of" else "'s runs of image")
+        return "pruning Qwen3-VL: the prompt" + (" holds" if kind != "runs of" else f"'s runs of {source}")
     return "pruning: the prompt" + (" holds" if kind != "runs of" else "'s runs of placeholder token")
 
 
-PROMPT_CASES = [(name, method, edit) for name in FAMILIES for method in PRUNINGS for edit in PROMPT_EDITS]
+# Qwen3-VL's batch holds one video too (in its second prompt): its count is checked like the images'.
+# The wrong-runs edit moves a placeholder from the first prompt holding that kind to the last, so it
+# needs two prompts holding it, which the video has not.
+COUNT_EDITS = [edit for edit, (_, kind) in PROMPT_EDITS.items() if kind == "placeholders"]
+PROMPT_CASES = [
+    *[(name, "image", method, edit) for name in FAMILIES for method in PRUNINGS for edit in PROMPT_EDITS],
+    *[
+        (name, "video", method, edit)
+        for name in ("qwen3_vl", "qwen3_vl_moe")
+        for method in PRUNINGS
+        for edit in COUNT_EDITS
+    ],
+]
 
 
-@pytest.mark.parametrize("name, method, edit", PROMPT_CASES, ids=[f"{n}-{m}-{e}" for n, m, e in PROMPT_CASES])
-def test_a_hand_built_prompt_with_wrong_placeholders_is_refused_before_the_towers_run(name, method, edit):
+@pytest.mark.parametrize(
+    "name, source, method, edit", PROMPT_CASES, ids=[f"{n}-{s}-{m}-{e}" for n, s, m, e in PROMPT_CASES]
+)
+def test_a_hand_built_prompt_with_wrong_placeholders_is_refused_before_the_towers_run(name, source, method, edit):
     model = model_of(name)
     change, kind = PROMPT_EDITS[edit]
-    placeholder = model.config.image_token_id
+    placeholder = getattr(model.config, f"{source}_token_id")
     inputs = change(inputs_of(name), placeholder)
     with pruned_with(model, method=method, trace=True, **PRUNINGS[method]):
         with nothing_runs(model), pytest.raises(ValueError) as error:
             model(**inputs)
         assert not model.pruning_trace
     message = str(error.value)
-    assert expected_prompt_error(name, kind) in message, message
+    assert expected_prompt_error(name, source, kind) in message, message
     if kind == "placeholders":
         found = int((inputs["input_ids"] == placeholder).sum())
         need = found + (5 if "fewer" in edit else -1)
         assert f"holds {found} " in message and f"need {need} (" in message, message
+
+
+def qwen3_video_prompt(name):
+    """One prompt holding a video alone (no image, so no `pixel_values` / `image_grid_thw`), and its
+    count of video placeholders."""
+    from test_qwen3_vl import PATCH_VALUES, VIDEO_GRID, merged_count
+
+    model, _, tokenizer = family(name)
+    text = f"USER: {qwen3_vl_video_text(VIDEO_GRID)}What happens? ASSISTANT:"
+    inputs = dict(tokenizer([text], return_tensors="pt"))
+    inputs["mm_token_type_ids"] = 2 * (inputs["input_ids"] == model.config.video_token_id).int()
+    inputs["pixel_values_videos"] = torch.randn(
+        math.prod(VIDEO_GRID), PATCH_VALUES, generator=torch.Generator().manual_seed(0)
+    )
+    inputs["video_grid_thw"] = torch.tensor([VIDEO_GRID])
+    return inputs, merged_count(VIDEO_GRID)
+
+
+@pytest.mark.parametrize("method", ["vispruner", "fastv"])
+@pytest.mark.parametrize("name", ["qwen3_vl", "qwen3_vl_moe"])
+def test_qwen3_video_only_prompts_are_pruned(name, method):
+    model = model_of(name)
+    inputs, count = qwen3_video_prompt(name)
+    seen = []
+    hook = model.model.language_model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    try:
+        with pruned_with(model, method=method, trace=True, **PRUNINGS[method]):
+            with torch.no_grad():
+                model(**inputs)
+                model.generate(**inputs, max_new_tokens=2, do_sample=False)
+            trace = model.pruning_trace
+    finally:
+        hook.remove()
+    assert len(trace) == 2 and all(part.source == "video" for call in trace for part in call.parts)
+    assert all(sum(len(part.kept) for part in call.parts) == 3 for call in trace)
+    length = inputs["input_ids"].shape[1]
+    assert seen[0] == (length - count + 3 if method == "vispruner" else length)
