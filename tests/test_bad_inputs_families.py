@@ -37,6 +37,7 @@ from test_bad_inputs_api import (
     EARLIER,
     PROMPT_EDITS,
     PRUNINGS,
+    SUPPORTED,
     apply,
     assert_same_state,
     logits,
@@ -117,7 +118,7 @@ GENERIC_CASES = [
         "model the class",
         lambda m: llava.apply_pruning(type(m)),
         TypeError,
-        lambda n: "apply_pruning takes a model (an instance of one of: ",
+        lambda n: f"apply_pruning takes a model ({SUPPORTED}), got type",
     ),
     (
         "model its language model",
@@ -245,7 +246,8 @@ def family_case(name, case, call, fragment, error=ValueError):
     return pytest.param(name, call, error, fragment, id=f"{name}-{case}")
 
 
-def signals(method, needs, label, provides, name):
+def signals(name, label, method, needs, provides):
+    """The case of `method` refused on family `name` (`label` in messages) for the signals it `needs`."""
     return family_case(
         name,
         f"a method needing {needs}",
@@ -256,6 +258,7 @@ def signals(method, needs, label, provides, name):
 
 
 NO_CLS = "projected, received_attention"  # what the towers without [CLS] provide
+INTERNVL = "cls_attention, projected"  # InternViT's [CLS] attention, summed over each pixel-shuffled group
 FAMILY_CASES = [
     *[
         family_case(
@@ -264,11 +267,11 @@ FAMILY_CASES = [
         for name in ("qwen3_vl", "qwen3_vl_moe")
         for method, reason in [("pool", "Qwen3-VL needs kept positions for M-RoPE"), ("visionzip", "Qwen3-VL needs")]
     ],
-    signals("visionzip", "cls_token, projections", "InternVL", "cls_attention, projected", "internvl"),
-    signals("tome", "token_merging", "InternVL", "cls_attention, projected", "internvl"),
-    signals("prumerge_plus", "next_projections", "InternVL", "cls_attention, projected", "internvl"),
+    signals("internvl", "InternVL", "visionzip", "cls_token, projections", INTERNVL),
+    signals("internvl", "InternVL", "tome", "token_merging", INTERNVL),
+    signals("internvl", "InternVL", "prumerge_plus", "next_projections", INTERNVL),
     *[
-        signals(method, needs, label, NO_CLS, name)
+        signals(name, label, method, needs, NO_CLS)
         for name, label in [("gemma3", "Gemma 3"), ("smolvlm", "SmolVLM"), ("idefics3", "Idefics3")]
         for method, needs in [
             ("visionzip", "cls_attention, cls_token, projections"),
@@ -363,7 +366,7 @@ def test_a_deep_copy_is_an_independent_pruned_model(name, pruning):
     assert torch.equal(logits(model, inputs), stock)
 
 
-# a vision-side method on half the families, an in-LLM one on the others
+# a vision-side method on half the families, an in-LLM one on the others (pickles and save_pretrained)
 PICKLED = {
     "internvl": {"method": "vispruner", "visual_token_num": 4},
     "qwen3_vl": {"method": "vispruner", "visual_token_num": 3},
@@ -401,7 +404,7 @@ def test_save_pretrained_of_a_pruned_model_saves_the_stock_model(name, tmp_path)
     """The folder loads (as the class its config names) as the unpruned model: the stock outputs."""
     model, inputs = model_of(name), inputs_of(name)
     stock = logits(model, inputs)
-    with pruned_with(model, method="vispruner", visual_token_num=4, trace=True):
+    with pruned_with(model, trace=True, **PICKLED[name]):
         model.save_pretrained(tmp_path)
         assert not torch.equal(logits(model, inputs), stock)
     (architecture,) = json.loads((tmp_path / "config.json").read_text())["architectures"]
