@@ -11,6 +11,7 @@ from __future__ import annotations
 # Architecture name (what hf_overrides["architectures"] names) -> "module:class".
 ARCHITECTURES = {
     "VisPrunerLlavaForConditionalGeneration": "vispruner_vllm.llava:VisPrunerLlavaForConditionalGeneration",
+    "VisPrunerLlavaNextForConditionalGeneration": "vispruner_vllm.llava_next:VisPrunerLlavaNextForConditionalGeneration",
 }
 
 
