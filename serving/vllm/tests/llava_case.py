@@ -31,16 +31,16 @@ def prompt(num_images: int) -> str:
     return PROMPT_TEXT.format(images="<image>\n" * num_images)
 
 
-def overrides(**settings) -> dict:
-    return {"architectures": [ARCHITECTURE], "vispruner": settings}
+def overrides(settings: dict, architecture: str = ARCHITECTURE) -> dict:
+    return {"architectures": [architecture], "vispruner": settings}
 
 
-def engine(folder, settings: dict) -> LLM:
+def engine(folder, settings: dict, architecture: str = ARCHITECTURE, max_model_len: int = 512) -> LLM:
     return LLM(
         model=str(folder),
-        hf_overrides=overrides(**settings),
+        hf_overrides=overrides(settings, architecture),
         dtype="float32",
-        max_model_len=512,
+        max_model_len=max_model_len,
         max_num_seqs=4,
         limit_mm_per_prompt={"image": 2},
         seed=0,

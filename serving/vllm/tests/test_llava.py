@@ -42,9 +42,9 @@ def test_kept_indices_equal_transformers_path(checkpoint, served):
     model, processor, _ = checkpoint
     pixels = processor.image_processor([shapes(0), shapes(1)], return_tensors="pt")["pixel_values"]
     pruner = create_pruner("vispruner", BUDGET, important_ratio=RATIO)
+    asked = resolve_signals(pruner.requires, clip.SIGNALS) & clip.SIGNALS  # "importance": the [CLS] attention
     with torch.no_grad():
-        signals = resolve_signals(pruner.requires, clip.SIGNALS)
-        vision = clip.encode(model.model.vision_tower, pixels, model.config.vision_feature_layer, signals)
+        vision = clip.encode(model.model.vision_tower, pixels, model.config.vision_feature_layer, asked)
     expected = pruner.select(vision)
     (served_indices,) = served.apply_model(lambda vllm_model: vllm_model.kept_indices(pixels))
     assert served_indices.shape == (2, BUDGET)

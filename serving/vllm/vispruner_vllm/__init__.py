@@ -11,6 +11,8 @@ from __future__ import annotations
 # Architecture name (what hf_overrides["architectures"] names) -> "module:class".
 ARCHITECTURES = {
     "VisPrunerLlavaForConditionalGeneration": "vispruner_vllm.llava:VisPrunerLlavaForConditionalGeneration",
+    "VisPrunerLlavaNextForConditionalGeneration": "vispruner_vllm.llava_next:VisPrunerLlavaNextForConditionalGeneration",
+    "VisPrunerQwen2_5_VLForConditionalGeneration": "vispruner_vllm.qwen2_5_vl:VisPrunerQwen2_5_VLForConditionalGeneration",
 }
 
 

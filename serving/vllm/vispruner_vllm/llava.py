@@ -30,17 +30,18 @@ HOST = f"{ARCHITECTURE} (a CLIP tower, before the language model)"
 LLAVA_STRATEGY = "default"  # the [CLS] token dropped, as LLaVA-1.5 does
 
 
-def check_config(hf_config) -> None:
-    """ValueError for a LLaVA config this variant cannot prune (checked before any weight loads)."""
+def check_config(hf_config, architecture: str = ARCHITECTURE) -> None:
+    """ValueError for a LLaVA-style config (LLaVA-1.5, LLaVA-NeXT) `architecture` cannot prune (checked
+    before any weight loads)."""
     if not isinstance(hf_config.vision_config, CLIPVisionConfig):
-        raise ValueError(f"{ARCHITECTURE} supports CLIP vision towers, got {type(hf_config.vision_config).__name__}")
+        raise ValueError(f"{architecture} supports CLIP vision towers, got {type(hf_config.vision_config).__name__}")
     if hf_config.vision_feature_select_strategy != LLAVA_STRATEGY:
         raise ValueError(
-            f"{ARCHITECTURE} supports vision_feature_select_strategy={LLAVA_STRATEGY!r}, "
+            f"{architecture} supports vision_feature_select_strategy={LLAVA_STRATEGY!r}, "
             f"got {hf_config.vision_feature_select_strategy!r}"
         )
     if not isinstance(hf_config.vision_feature_layer, int):
-        raise ValueError(f"{ARCHITECTURE} needs a single vision_feature_layer, got {hf_config.vision_feature_layer!r}")
+        raise ValueError(f"{architecture} needs a single vision_feature_layer, got {hf_config.vision_feature_layer!r}")
 
 
 def checked_pruner(hf_config):
