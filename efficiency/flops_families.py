@@ -171,11 +171,13 @@ def qwen_vl(config, image_size=None, **_) -> VisionCost:
 def internvl(config, tiles: int = 1, **_) -> VisionCost:
     """InternViT with [CLS], `tiles` tiles per image, each pixel-shuffled by `downsample_ratio` and
     pruned to T on its own; the projector (norm, two linears) acts per shuffled token."""
+    from llava.models.internvl_vision import shuffled_grid
+
     vision, hidden = config.vision_config, config.text_config.hidden_size
     height, width = _pair(vision.image_size)
     patch = _pair(vision.patch_size)[0]
     patches = (height // patch) * (width // patch)
-    shuffled = (int(height // patch * config.downsample_ratio), int(width // patch * config.downsample_ratio))
+    shuffled = shuffled_grid(height, width, config)
     per_tile = shuffled[0] * shuffled[1]
     joined = vision.hidden_size * patches // per_tile  # the shuffle's concatenated width
     tower = _vit(vision, patches, True, config.vision_feature_layer)
@@ -189,12 +191,14 @@ def internvl(config, tiles: int = 1, **_) -> VisionCost:
 def gemma3(config, **_) -> VisionCost:
     """SigLIP at the config's resolution (896 px: 4096 patches), the whole tower, average-pooled to
     `mm_tokens_per_image`; the projector (RMSNorm, one matrix) acts per pooled token."""
+    from llava.models.gemma3_vision import pooled_grid
+
     vision, hidden = config.vision_config, config.text_config.hidden_size
     side = vision.image_size // vision.patch_size
-    pooled = math.isqrt(config.mm_tokens_per_image)
+    grid = pooled_grid(config)
     return VisionCost(
-        "Gemma 3", 1, parts=(pooled * pooled,), grids=((pooled, pooled),), projector=linear(1, vision.hidden_size, hidden),
-        stock_projected=pooled * pooled, projected_width=hidden, signal=_received(side * side, vision.hidden_size),
+        "Gemma 3", 1, parts=(grid[0] * grid[1],), grids=(grid,), projector=linear(1, vision.hidden_size, hidden),
+        stock_projected=grid[0] * grid[1], projected_width=hidden, signal=_received(side * side, vision.hidden_size),
         markers=GEMMA3_MARKERS, **_vit(vision, side * side, False, None),
     )  # fmt: skip
 
@@ -208,13 +212,15 @@ def idefics3(config, image_size=None, **_) -> VisionCost:
     height, width = image_size or (tile, tile)
     rows, cols = math.ceil(height / tile), math.ceil(width / tile)
     crops = rows * cols + (rows * cols > 1)  # a split image also gets the global crop
+    from llava.models.smolvlm_vision import tile_grid
+
     side = tile // vision.patch_size
-    shuffled = side // config.scale_factor
-    per_crop = shuffled * shuffled
+    shuffled = tile_grid(tile, tile, config)
+    per_crop = shuffled[0] * shuffled[1]
     joined = vision.hidden_size * config.scale_factor**2
     tower = _vit(vision, side * side, False, None)
     return VisionCost(
-        type(config).__name__.removesuffix("Config"), crops, parts=(per_crop,) * crops, grids=((shuffled, shuffled),) * crops,
+        type(config).__name__.removesuffix("Config"), crops, parts=(per_crop,) * crops, grids=(shuffled,) * crops,
         projector=linear(1, joined, hidden), stock_projected=crops * per_crop, projected_width=hidden,
         signal=_received(side * side, vision.hidden_size), markers=IDEFICS3_TILE_MARKERS * crops + 1 + rows,
         items=crops, **{**tower, "selection_width": joined},

@@ -47,6 +47,7 @@ ways (`BIDIRECTIONAL_KWARG`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import weakref
@@ -211,14 +212,21 @@ def _layer_types(model) -> list[str]:
 
 @dataclass
 class _Inputs:
-    """What a group's layers share, per layer type: masks and rotary tables."""
+    """What a group's layers share, per layer type: masks and rotary tables; `types`: each layer's type."""
 
     masks: dict
     rope: dict
+    types: list[str]
 
-    def of(self, model, index: int):
-        kind = _layer_types(model)[index]
+    def of(self, index: int):
+        kind = self.types[index]
         return self.masks[kind], self.rope[kind]
+
+
+@functools.cache
+def _rotary_takes_type(rotary_class: type) -> bool:
+    """Whether a rotary embedding computes per layer type (Gemma 3: local and global tables)."""
+    return "layer_type" in inspect.signature(rotary_class.forward).parameters
 
 
 def _layer_inputs(model, hidden, mask, positions, text, cache, first_layer, window=None, blocks=None):
@@ -229,7 +237,7 @@ def _layer_inputs(model, hidden, mask, positions, text, cache, first_layer, wind
     token (-1 for text) whose tokens attend to each other both ways (None: causal throughout)."""
     types = _layer_types(model)
     rotary = positions.permute(2, 0, 1) if positions.dim() == 3 else positions
-    takes_type = "layer_type" in inspect.signature(model.rotary_emb.forward).parameters
+    takes_type = _rotary_takes_type(type(model.rotary_emb))
     masks, rope = {}, {}
     for kind in dict.fromkeys(types[first_layer:]):
         sliding = kind == SLIDING
@@ -245,7 +253,7 @@ def _layer_inputs(model, hidden, mask, positions, text, cache, first_layer, wind
         )
         by_type = {"layer_type": kind} if takes_type else {}
         rope[kind] = model.rotary_emb(hidden, position_ids=rotary, **by_type)
-    return _Inputs(masks, rope)
+    return _Inputs(masks, rope, types)
 
 
 def _window(model, positions: torch.Tensor | None):
@@ -315,7 +323,7 @@ def _prefill(model, pruner, plans, embeds, attention_mask, given, cache, use_cac
             blocks = sequence.image if bidirectional else None
             inputs = _layer_inputs(model, hidden, sequence.mask, sequence.positions, text, cache, index, window, blocks)
         capture = capture_projections(layer.self_attn, slice(None)) if index in captured else nullcontext()
-        causal, rope = inputs.of(model, index)
+        causal, rope = inputs.of(index)
         with capture as projected:
             hidden = _run_layer(layer, hidden, causal, text, rope, cache, use_cache, kwargs)
         if deepstack is not None:
@@ -335,7 +343,7 @@ def _decode(model, plan, embeds, attention_mask, given, cache, use_cache, kwargs
         inputs = _layer_inputs(model, embeds, attention_mask, positions, text, cache, 0)
         hidden = embeds
         for index, layer in enumerate(model.layers[: model.config.num_hidden_layers]):
-            causal, rope = inputs.of(model, index)
+            causal, rope = inputs.of(index)
             hidden = _run_layer(layer, hidden, causal, text, rope, cache, use_cache, kwargs)
         return hidden
 
@@ -354,7 +362,7 @@ def _decode(model, plan, embeds, attention_mask, given, cache, use_cache, kwargs
             group_text = text if index == 0 else _text_after_stage(group_positions)
             window = _appended_positions(group, group_positions, appended) if _windowed(model, group) else None
             inputs = _layer_inputs(model, hidden, mask, group_positions, group_text, cache, index, window)
-        causal, rope = inputs.of(model, index)
+        causal, rope = inputs.of(index)
         hidden = _run_layer(layer, hidden, causal, group_text, rope, cache, use_cache, kwargs)
     return hidden
 
@@ -394,11 +402,11 @@ def _rows(model, index: int, query, key, query_index, sequence: Sequence, inputs
     num_heads, num_kv_heads = _heads(attention)
     query, key = _normed(attention, "q_norm", query), _normed(attention, "k_norm", key)
     visible = sequence.mask
-    if _layer_types(model)[index] == SLIDING:
+    if inputs.types[index] == SLIDING:
         at = window if window is not None else torch.arange(key.shape[1], device=key.device).expand_as(sequence.mask)
         near = at[:, None, :] > at.gather(1, query_index)[..., None] - model.config.sliding_window
         visible = visible[:, None, :] & near
-    _, rope = inputs.of(model, index)
+    _, rope = inputs.of(index)
     return causal_rows_softmax(query, key, *rope, query_index, visible, num_heads, num_kv_heads, attention.scaling)
 
 

@@ -236,9 +236,9 @@ def _check_runs(given: dict, family: Family, source: str, token_id: int, need: l
     get here with pixels)."""
     input_ids = given["input_ids"]
     run = "frame" if source == "video" and family.frame_runs else source
-    items = len(given[ENCODERS[source][2]])
-    found = int((input_ids == token_id).sum())
     grid_name = ENCODERS[source][2]
+    items = len(given[grid_name])
+    found = int((input_ids == token_id).sum())
     if found != sum(need):
         raise ValueError(
             f"pruning {family.name}: the prompt holds {found} {source} placeholders (token {token_id}); the {items} "

@@ -63,8 +63,7 @@ def _image_features(host: Host, keep_one: bool):
         _check_pixels(pixel_values)
         kwargs.pop("return_dict", None)  # handed out as asked by `Host.patch_encoder`
         tiles = smolvlm_vision.encode(inner, pixel_values, pixel_attention_mask, host.asked, keep_one, **kwargs)
-        vision = tiles.vision
-        kept = host.prune_rows(vision, projector, "tile")
+        kept = host.prune_rows(tiles.vision, projector, "tile")
         per_row = [rows.reshape(-1, kept.shape[-1]) for rows in kept.split(tiles.per_row)]
         output = tiles.output
         return BaseModelOutputWithPooling(

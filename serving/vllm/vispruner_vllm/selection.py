@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from llava.models.common import apply_method
 from llava.pruning import VisionFeatures, VisionTokenPruner
-from llava.pruning.base import gather_tokens, resolve_signals
+from llava.pruning.base import resolve_signals
 
 from . import clip_tower
 from .config import PROJECTED
@@ -25,8 +26,9 @@ def asked_signals(pruner: VisionTokenPruner) -> frozenset[str]:
 
 def kept_embeddings(pruner: VisionTokenPruner, vision: VisionFeatures, projector) -> torch.Tensor:
     """[B, T, D] projected tokens the method keeps, in the order the language model sees them."""
-    if PROJECTED in pruner.requires:
+    projected = PROJECTED in pruner.requires
+    if projected:
         vision.projected = projector(vision.features)
-        return gather_tokens(vision.projected, pruner.select(vision))
+    kept = apply_method(pruner, vision).features
     # vLLM's CPU linear kernels need a unit stride in the last dimension; merged tokens (e.g. pooled) lack it.
-    return projector(pruner.reduce(vision).contiguous())
+    return kept if projected else projector(kept.contiguous())
