@@ -2,7 +2,7 @@
 
     python -m efficiency.selection                 # LLaVA-1.5 shapes: CLIP ViT-L/14-336, N=576, C=1024
     python -m efficiency.selection --device cuda --dtype float16 --batch 1 8
-    python -m efficiency.selection --compile --threads 1   # also `compiled_select` (torch.compile)
+    python -m efficiency.selection --compile --threads 1   # also `compiled_select` (compile=True)
 
 Random weights (speed does not depend on them). Reported per batch, medians of at least --repeats
 timed runs (`efficiency.timing`; quartiles in the JSON): the stock tower forward (all layers, SDPA),
@@ -137,7 +137,11 @@ def main(argv=None) -> None:
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--feature-layer", type=int, default=-2)
     timing.add_arguments(parser, repeats=5, warmup=1)
-    parser.add_argument("--compile", action="store_true", help="also time `compiled_select` (torch.compile)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time `compiled_select` (compile=True: on the CPU the fused C++ rounds, elsewhere torch.compile)",
+    )
     add_output_argument(parser)
     args = parser.parse_args(argv)
     if args.compile and args.warmup < 1:

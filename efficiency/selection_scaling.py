@@ -6,8 +6,9 @@ For each N (default 576 = LLaVA-1.5's image, up to 4608 = 8 video frames of 576 
 times, side by side per N: the R x R similarity matmul of the residual pool (the floor of an exact
 VisPruner), `select` now, the selection as it was before the neighbour windows (`previous_select`:
 the same rounds, each reading its even x odd block with one 3-D gather, kept here as the baseline),
-and the rounds alone by each of `llava.pruning.diversity`'s two routes (where they cross is
-`NEIGHBOUR_POOL`). Features are clustered like a vision tower's (a mixture of `--clusters` centres
+the rounds alone by each of `llava.pruning.diversity`'s two plain-torch routes (where they cross is
+`NEIGHBOUR_POOL`), and, with `--compile` (the default), `compiled_select`: VisPruner's `compile=True`,
+which on the CPU runs the rounds in the fused C++ loop (built on first use). Features are clustered like a vision tower's (a mixture of `--clusters` centres
 plus noise, L2 scale irrelevant), C = 1024 as CLIP ViT-L; random weights are not needed.
 
 Reported per N: medians and quartiles; select / matmul with its spread (quartile ratios); and the
@@ -78,8 +79,12 @@ def run(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from llava.pruning import fused_rounds
     from llava.pruning.diversity import diverse_positions
-    from llava.pruning.vispruner import select, split_budget
+    from llava.pruning.vispruner import compiled_select, select, split_budget
+
+    if args.compile:
+        fused_rounds.load()  # the one-time build stays out of the timings
 
     rows = []
     num_important, _ = split_budget(args.tokens, args.ratio)
@@ -94,17 +99,26 @@ def run(args: argparse.Namespace) -> dict:
             "select": lambda f=features, a=attention: select(f, a, args.tokens, args.ratio),
             "rounds_neighbours": lambda s=similarity, k=keep: diverse_positions(s, k, neighbour_pool=0),
         }
+        if args.compile:
+            calls["compiled"] = lambda f=features, a=attention: compiled_select(f, a, args.tokens, args.ratio)
         if size <= args.previous_up_to:
             calls["previous"] = lambda f=features, a=attention: previous_select(f, a, args.tokens, args.ratio)
             calls["rounds_gather"] = lambda s=similarity, k=keep, n=size: diverse_positions(s, k, neighbour_pool=n)
             same = torch.equal(calls["select"](), calls["previous"]())
         else:
             same = None
+        if args.compile:
+            row_same = torch.equal(calls["compiled"](), calls["select"]())
+        else:
+            row_same = None
         with torch.inference_mode():
             measured = {name: timing.measure(fn, **timing.options(args)) for name, fn in calls.items()}
-        row = {"N": size, "same_tokens": same, **{f"{k}_ms": v.median_ms for k, v in measured.items()}}
+        row = {"N": size, "same_tokens": same, "compiled_same_tokens": row_same}
+        row.update({f"{k}_ms": v.median_ms for k, v in measured.items()})
         row["timings"] = {name: value.as_dict() for name, value in measured.items()}
         row["select_over_matmul"] = spread(measured["select"], measured["matmul"])
+        if args.compile:
+            row["compiled_over_matmul"] = spread(measured["compiled"], measured["matmul"])
         rows.append(row)
         print({k: v for k, v in row.items() if k != "timings"}, flush=True)
     return {
@@ -115,7 +129,7 @@ def run(args: argparse.Namespace) -> dict:
         "hardware": describe(torch.device("cpu")),
         "timing": timing.options(args),
         "results": rows,
-        "exponent": {name: exponent(rows, f"{name}_ms") for name in ("select", "previous", "matmul")},
+        "exponent": {name: exponent(rows, f"{name}_ms") for name in ("select", "compiled", "previous", "matmul")},
     }
 
 
@@ -159,30 +173,35 @@ def verdict(ratio: dict, target: float) -> str:
 
 
 def markdown(report: dict) -> str:
+    compiled = report["exponent"].get("compiled") is not None
     columns = [
         Column("N", "N"),
         Column("matmul ms", "matmul_ms", ".2f"),
         Column("select ms", "select_ms", ".2f"),
+        *([Column("compile=True ms", "compiled_ms", ".2f")] if compiled else []),
         Column("previous ms", lambda r: r.get("previous_ms", float("nan")), ".2f"),
         Column("rounds: gather route ms", lambda r: r.get("rounds_gather_ms", float("nan")), ".2f"),
         Column("rounds: neighbour windows ms", "rounds_neighbours_ms", ".2f"),
         Column("select / matmul (q1/q3 .. q3/q1)", lambda r: _ratio_text(r["select_over_matmul"])),
+        *([Column("compile=True / matmul", lambda r: _ratio_text(r["compiled_over_matmul"]))] if compiled else []),
         Column("same tokens as previous", lambda r: "-" if r["same_tokens"] is None else str(r["same_tokens"])),
+        *([Column("compile=True: same tokens", lambda r: str(r["compiled_same_tokens"]))] if compiled else []),
     ]
     lines = [tables.markdown(report["results"], columns), ""]
     exponents = report["exponent"]
     lines.append(", ".join(f"exponent {k}: {v:.2f}" for k, v in exponents.items() if v is not None))
-    for row in report["results"]:
-        if row["N"] in TARGETS:
-            target = TARGETS[row["N"]]
-            lines.append(
-                f"target N={row['N']}: select <= {target}x its matmul: {verdict(row['select_over_matmul'], target)}"
-            )
-    if exponents["select"] is not None:
-        low, high = exponent_spread(report["results"], "select")
+    for name, label in (("select", "select"), ("compiled", "compile=True")):
+        if exponents.get(name) is None:
+            continue
+        for row in report["results"]:
+            if row["N"] in TARGETS:
+                target = TARGETS[row["N"]]
+                ratio = verdict(row[f"{name}_over_matmul"], target)
+                lines.append(f"target N={row['N']}: {label} <= {target}x its matmul: {ratio}")
+        low, high = exponent_spread(report["results"], name)
         status = "met" if high <= EXPONENT_TARGET else "not met" if low > EXPONENT_TARGET else "within noise"
         lines.append(
-            f"target: exponent <= {EXPONENT_TARGET}: {status} ({exponents['select']:.2f}; from the quartiles "
+            f"target: {label} exponent <= {EXPONENT_TARGET}: {status} ({exponents[name]:.2f}; from the quartiles "
             f"{low:.2f} .. {high:.2f})"
         )
     return "\n".join(lines)
@@ -203,6 +222,10 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--previous-up-to", type=int, default=4608, help="time the previous selection up to this N (it is slow)"
     )
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=True,
+        help="also time compile=True (the fused C++ rounds; needs a C++ compiler, built once)",
+    )  # fmt: skip
     timing.add_arguments(parser, repeats=5, warmup=1)
     add_output_argument(parser)
     args = parser.parse_args(argv)

@@ -343,6 +343,28 @@ def test_a_failed_reapply_keeps_the_earlier_pruning_working(name):
         assert len(model.pruning_trace) == 3
 
 
+@pytest.mark.parametrize("earlier", ["stock", "pruned"])
+def test_compile_on_the_cpu_without_a_toolchain_is_refused_before_anything_runs(earlier, monkeypatch):
+    """VisPruner(compile=True) builds its C++ rounds when attached to a CPU model: a build that fails
+    says so at apply time (naming the missing compiler and compile=False), and the model stays as it was."""
+    import torch.utils.cpp_extension
+
+    from llava.pruning import fused_rounds
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension 'vispruner_rounds': c++: command not found")
+
+    model = model_of("llava")
+    with earlier_state(model, earlier, inputs_of("llava")):
+        monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+        fused_rounds.load.cache_clear()
+        try:
+            with nothing_runs(model), pytest.raises(RuntimeError, match="C\\+\\+ compiler.*compile=False"):
+                llava.apply_pruning(model, "vispruner", 8, compile=True)
+        finally:
+            fused_rounds.load.cache_clear()
+
+
 # ======================================================================================================
 # remove_pruning, copies, pickles, save_pretrained
 # ======================================================================================================

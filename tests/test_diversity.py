@@ -1,12 +1,16 @@
-"""The diverse step's two exact routes (llava/pruning/diversity.py) keep the same tokens as the rounds they
+"""The diverse step's exact routes (llava/pruning/diversity.py) keep the same tokens as the rounds they
 replace, in every pool size, batch and precision: the gather route for small pools, the neighbour
-windows (with their exact fallback and rebuilds) for large ones."""
+windows (with their exact fallback and rebuilds) for large ones, and the fused C++ loop (compile=True
+on the CPU)."""
+
+import os
+import shutil
 
 import pytest
 import torch
 
 from efficiency.selection_scaling import previous_rounds  # the loop before issue 19
-from llava.pruning import diversity
+from llava.pruning import diversity, fused_rounds
 from llava.pruning.diversity import diverse_positions
 
 
@@ -53,3 +57,53 @@ def test_equal_similarities_rank_by_position_as_before():
     similarity = torch.ones(1, 64, 64, dtype=torch.float64)  # every best match ties
     for pool in (0, 10**9):
         assert torch.equal(diverse_positions(similarity, 10, neighbour_pool=pool), previous_rounds(similarity, 10))
+
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "c++")) is None, reason="the fused rounds need a C++ compiler to build"
+)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("batch, size, keep, clusters", CASES)
+def test_the_fused_loop_keeps_the_previous_rounds_tokens_in_the_same_order(batch, size, keep, clusters, dtype):
+    similarity = clustered_similarity(batch, size, clusters, seed=size + keep, dtype=torch.float64).to(dtype)
+    assert torch.equal(diverse_positions(similarity, keep, fused=True), previous_rounds(similarity, keep))
+
+
+@needs_compiler
+def test_the_fused_loop_ranks_ties_nan_and_infinities_as_torch_does():
+    generator = torch.Generator().manual_seed(0)
+    similarity = torch.randint(0, 3, (2, 130, 130), generator=generator).to(torch.float32) / 2  # many exact ties
+    similarity[0, 5, 7] = similarity[1, 40, 3] = float("nan")
+    similarity[0, 9, :] = float("inf")
+    similarity[1, :, 11] = float("-inf")
+    similarity[0, 20, 21] = float("-inf")
+    for keep in (1, 17, 64):
+        assert torch.equal(diverse_positions(similarity, keep, fused=True), previous_rounds(similarity, keep))
+
+
+@needs_compiler
+def test_the_fused_loop_hands_large_pools_to_the_windows(monkeypatch):
+    monkeypatch.setattr(diversity, "FUSED_POOL", 100)
+    called = []
+    monkeypatch.setattr(diversity, "_rounds_by_neighbours", lambda *a: called.append(1) or previous_rounds(a[0], a[2]))
+    similarity = clustered_similarity(1, 300, 8, seed=1, dtype=torch.float32)
+    diverse_positions(similarity, 20, neighbour_pool=200, fused=True)
+    assert called, "a pool above FUSED_POOL must take the neighbour windows"
+
+
+def test_a_failed_build_says_what_is_missing_and_how_to_go_on(monkeypatch):
+    import torch.utils.cpp_extension
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Error building extension: c++: command not found")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    fused_rounds.load.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="C\\+\\+ compiler.*compile=False keeps the same tokens"):
+            fused_rounds.load()
+    finally:
+        fused_rounds.load.cache_clear()

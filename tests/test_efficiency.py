@@ -229,7 +229,9 @@ def test_selection_scaling_times_both_routes_and_keeps_the_previous_tokens(tmp_p
     result = json.loads(out.read_text())
     assert [row["N"] for row in result["results"]] == [80, 160]
     assert all(row["same_tokens"] and row["rounds_gather_ms"] > 0 for row in result["results"])
-    assert "exponent <= 2.3" in capsys.readouterr().out
+    assert all(row["compiled_same_tokens"] and row["compiled_ms"] > 0 for row in result["results"])
+    printed = capsys.readouterr().out
+    assert "target: select exponent <= 2.3" in printed and "target: compile=True exponent <= 2.3" in printed
 
 
 def test_oracle_ttft_pairs_blocks_and_feeds_vispruners_tokens(tmp_path, capsys):
@@ -239,8 +241,10 @@ def test_oracle_ttft_pairs_blocks_and_feeds_vispruners_tokens(tmp_path, capsys):
     oracle_ttft.main(["--shape", "tiny", "--tokens", "16", "--rounds", "2", "--repeats", "1", "--warmup", "0",
                       "--min-run-time", "0", "--threads", "1", "--output", str(out)])  # fmt: skip
     (row,) = json.loads(out.read_text())["results"]
-    assert len(row["per_round"]) == 2 and row["verdict"] in ("met", "not met", "within noise")
-    assert "same-token" not in capsys.readouterr().err
+    for arm in ("vispruner", "vispruner_compile"):
+        assert len(row[arm]["per_round"]) == 2 and row[arm]["verdict"] in ("met", "not met", "within noise")
+    printed = capsys.readouterr()
+    assert "VisPruner(compile=True)" in printed.out and "same-token" not in printed.err
 
 
 def test_the_same_token_oracle_keeps_exactly_vispruners_tokens():

@@ -139,7 +139,7 @@ def test_compiled_selection_keeps_the_same_tokens():
     features, attention = random_inputs(2, 64, 16, seed=9)
     expected = select(features, attention, 16, 0.5)
     assert torch.equal(compiled_select(features, attention, 16, 0.5), expected)
-    pruner = VisPruner(16, important_ratio=0.5, compile=True)  # same shapes: the compiled graph is reused
+    pruner = VisPruner(16, important_ratio=0.5, compile=True)  # on the CPU: the fused C++ rounds
     assert pruner.options == {"important_ratio": 0.5, "compile": True}
     assert torch.equal(pruner.select(VisionFeatures(features, (8, 8), attention)), expected)
     with pytest.raises(ValueError, match="compile"):

@@ -115,6 +115,7 @@ def attach_pruner(model, pruner: TokenPruner, *, trace: bool = False, **host_opt
             f"unknown model option(s) {', '.join(unknown)} for {type(model).__name__}; "
             f"allowed: {', '.join(allowed) or 'none'}"
         )
+    pruner.prepare(model.device)
     previous: InstancePatch | None = model.__dict__.get(_PATCH_ATTR)
     if previous is not None:
         previous.suspend()  # off while the new pruning attaches; back on if that fails

@@ -198,6 +198,10 @@ class TokenPruner:
     def config(self) -> PruningConfig:
         return PruningConfig(self.name, self.visual_token_num, self.options)
 
+    def prepare(self, device: torch.device) -> None:
+        """Get ready to run on `device` (e.g. build a kernel), or raise saying why it cannot. Called when
+        the pruner is attached to a model, before the model is changed."""
+
     def __repr__(self) -> str:
         settings = ", ".join(
             f"{k}={v!r}" for k, v in {"visual_token_num": self.visual_token_num, **self.options}.items()

@@ -4,43 +4,55 @@ Each round splits the pool (in its current order) into even and odd positions, g
 token its best cosine match among the odd ones, drops the `ROUND_SIZE` even tokens with the highest
 best match and re-orders the pool as the surviving even tokens (by descending best match, stable)
 followed by the odd ones, until `keep` tokens remain. Every round reads one number per even token:
-the maximum of its similarity row over the current odd side. Two exact ways to get it, chosen by
-the pool size R (the kept set is the same either way, in every precision, because only the maximum
-value enters the ranking):
+the maximum of its similarity row over the current odd side. Three exact ways to get it (the kept
+set is the same by every one, in every precision, because only the maximum value enters the ranking):
 
-* `_rounds_by_gather` (R <= `NEIGHBOUR_POOL`): gather the even x odd block of the similarity matrix
-  and take row maxima. About R/8 rounds of (R/2)^2 reads: cheap per round, but N^3 in total.
-* `_rounds_by_neighbours` (larger pools, on the CPU): every token's `WINDOW` most similar pool tokens, sorted
-  once (descending); a round walks each even token's window to its first neighbour currently on the
-  odd side, whose similarity is the row maximum. About half the pool is on each side, so the first
-  few neighbours almost always hold one; a row whose window holds none (all its neighbours even or
-  dropped) falls back to its exact row maximum. The windows are rebuilt on the surviving tokens
-  each time the pool has shrunk by a quarter, so dropped tokens never crowd them out. Cost: the
-  similarity matmul (R^2 C), sorting windows (R^2 log), and R/8 rounds of R/2 x WINDOW reads. On a
-  GPU the gather route stays: its block reads are parallel and cheap there, and the windows' exact
-  fallback would have to ask the device each round whether a row needs it (a host sync).
+* `_rounds_by_gather` (R <= `NEIGHBOUR_POOL`): read the odd tokens' rows of a transposed copy and take
+  column maxima. About R/8 rounds of (R/2) x R reads: cheap per round, but N^3 in total.
+* `_rounds_by_neighbours` (larger pools, on the CPU): every token's `WINDOW` most similar pool tokens,
+  sorted once (descending); a round's row maximum is the first window entry currently on the odd
+  side. About half the pool is on each side, so the first few neighbours usually hold one; a row
+  whose window holds none (all its neighbours even or dropped) falls back to its exact row maximum.
+  The windows are rebuilt on the surviving tokens each time the pool is down to `REBUILD_SHARE` of
+  their last build, so dropped tokens do not crowd them out. Cost: the similarity matmul (R^2 C),
+  the windows' top-k (R^2), and R/8 rounds of R/2 x WINDOW reads. On a GPU the gather route stays:
+  its block reads are parallel and cheap there, and the windows' exact fallback would have to ask
+  the device each round whether a row needs it (a host sync).
+* `fused=True` on the CPU (VisPruner's `compile=True`), pools up to `FUSED_POOL`: the gather route's
+  rounds in one C++ loop (`fused_rounds.py`, `rounds.cpp`), with no operator dispatch per step;
+  larger pools keep the neighbour windows, which grow as R^2 where the loop grows as R^3.
 """
 
 from __future__ import annotations
 
 import torch
 
+from . import fused_rounds
+
 ROUND_SIZE = 8  # even-side tokens dropped per matching round, as in the published code
 NEIGHBOUR_POOL = 2048  # larger pools use neighbour windows (the measured crossover: docs/efficiency.md)
+FUSED_POOL = 3072  # the C++ loop's largest pool (above, the windows are faster: docs/efficiency.md)
 WINDOW = 16  # neighbours kept per token between rebuilds
 REBUILD_SHARE = 0.6  # rebuild the windows once the pool is down to this share of their last build
+WINDOW_CHUNK = 1 << 20  # similarities read per step while rebuilding the windows
 
 EVEN, ODD, DROPPED = 0, 1, 2
 
 
-def diverse_positions(similarity: torch.Tensor, keep: int, neighbour_pool: int = NEIGHBOUR_POOL) -> torch.Tensor:
+def diverse_positions(
+    similarity: torch.Tensor, keep: int, neighbour_pool: int = NEIGHBOUR_POOL, fused: bool = False
+) -> torch.Tensor:
     """Positions [B, keep] into the pool that survive the rounds, in the pool's final order.
 
     similarity: [B, R, R] cosine similarities of the pool's tokens, in pool (priority) order.
-    neighbour_pool: pools larger than this use neighbour windows (a test lowers it to compare both)."""
+    neighbour_pool: pools larger than this use neighbour windows (a test lowers it to compare both).
+    fused: on the CPU, pools up to `FUSED_POOL` run in the C++ loop (built on first use)."""
     batch, pool_size, _ = similarity.shape
+    on_cpu = similarity.device.type == "cpu"
+    if fused and on_cpu and pool_size <= FUSED_POOL:
+        return fused_rounds.diverse_rounds(similarity, keep, ROUND_SIZE)
     position = torch.arange(pool_size, device=similarity.device).expand(batch, pool_size)
-    if pool_size > neighbour_pool and similarity.device.type == "cpu":
+    if on_cpu and pool_size > neighbour_pool:
         return _rounds_by_neighbours(similarity, position, keep)
     return _rounds_by_gather(similarity, position, keep)
 
@@ -92,8 +104,7 @@ def _block(similarity: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) 
 
 def _rounds_by_neighbours(similarity: torch.Tensor, position: torch.Tensor, keep: int) -> torch.Tensor:
     batch, pool_size, _ = similarity.shape
-    device = similarity.device
-    side = torch.full((batch, pool_size), DROPPED, dtype=torch.int8, device=device)
+    side = torch.full((batch, pool_size), DROPPED, dtype=torch.int8, device=similarity.device)
     neighbours, values = _windows(similarity, position)
     built_at = pool_size
     for remaining, drop in _drops(pool_size, keep):
@@ -103,12 +114,12 @@ def _rounds_by_neighbours(similarity: torch.Tensor, position: torch.Tensor, keep
         even, odd = position[:, 0::2], position[:, 1::2]
         side.scatter_(1, even, EVEN)
         side.scatter_(1, odd, ODD)
-        width = neighbours.shape[-1]
-        window = neighbours.gather(1, even[..., None].expand(-1, -1, width))  # [B, E, W] pool indices
-        on_odd = side.gather(1, window.flatten(1)).view_as(window) == ODD
-        first = on_odd.to(torch.int8).argmax(dim=-1, keepdim=True)
-        best_match = values.gather(1, even[..., None].expand(-1, -1, width)).gather(2, first)[..., 0]
-        missing = ~on_odd.any(dim=-1)
+        rows = even[..., None].expand(-1, -1, neighbours.shape[-1])
+        window = neighbours.gather(1, rows)  # [B, E, W] pool indices, most similar first
+        off_odd = side.gather(1, window.flatten(1)).view_as(window) != ODD
+        # the windows are sorted, so the largest value on the odd side is the first odd neighbour's
+        best_match = values.gather(1, rows).masked_fill_(off_odd, float("-inf")).amax(dim=-1)
+        missing = off_odd.all(dim=-1)
         if bool(missing.any()):  # exact row maxima where the window held no odd token
             best_match = _fill_missing(similarity, even, odd, best_match, missing)
         position, dropped = _one_round(position, best_match, drop)
@@ -117,28 +128,35 @@ def _rounds_by_neighbours(similarity: torch.Tensor, position: torch.Tensor, keep
 
 
 def _windows(similarity: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each pool token's `WINDOW` most similar surviving tokens (itself excluded), by descending
-    similarity: (pool indices [B, R, W], similarities [B, R, W]); rows of dropped tokens are unused."""
+    """Each surviving token's `WINDOW` most similar surviving tokens (itself included: it is never on
+    the odd side in its own row's round), by descending similarity: (pool indices [B, R, W],
+    similarities [B, R, W]); rows of dropped tokens are unused. Reads whole rows (a column gather would
+    cost more than the masked top-k), a few MiB at a time."""
     batch, pool_size, _ = similarity.shape
     alive = position.shape[1]
-    width = min(WINDOW, alive - 1)
-    block = _block(similarity, position, position)  # [B, A, A] the surviving tokens' similarities
-    block.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
-    values, index = block.topk(width, dim=-1, sorted=True)
+    width = min(WINDOW, alive)
+    if alive == pool_size:  # nothing dropped yet: the rows as they are
+        values, neighbours = similarity.topk(width, dim=-1, sorted=True)
+        return neighbours, values
+    dropped = torch.ones(batch, pool_size, dtype=torch.bool, device=similarity.device).scatter_(1, position, False)
     neighbours = torch.zeros(batch, pool_size, width, dtype=torch.long, device=similarity.device)
-    window_values = torch.zeros(batch, pool_size, width, dtype=similarity.dtype, device=similarity.device)
-    neighbours.scatter_(
-        1, position[..., None].expand(-1, -1, width), position.gather(1, index.flatten(1)).view_as(index)
-    )
-    window_values.scatter_(1, position[..., None].expand(-1, -1, width), values)
-    return neighbours, window_values
+    values = torch.zeros(batch, pool_size, width, dtype=similarity.dtype, device=similarity.device)
+    step = max(1, WINDOW_CHUNK // pool_size)
+    for b in range(batch):
+        for start in range(0, alive, step):
+            tokens = position[b, start : start + step]
+            rows = similarity[b].index_select(0, tokens).masked_fill_(dropped[b], float("-inf"))
+            top_values, top_index = rows.topk(width, dim=-1, sorted=True)
+            neighbours[b].index_copy_(0, tokens, top_index)
+            values[b].index_copy_(0, tokens, top_values)
+    return neighbours, values
 
 
 def _fill_missing(similarity, even, odd, best_match, missing):
     """`best_match` with the exact maxima over the odd side for the (batch, even) pairs in `missing`."""
     batch_index, row = missing.nonzero(as_tuple=True)
-    rows = similarity[batch_index, even[batch_index, row]]  # [M, R]
-    exact = rows.gather(1, odd[batch_index]).amax(dim=-1)
-    best_match = best_match.clone()
-    best_match[batch_index, row] = exact
-    return best_match
+    pool_size = similarity.shape[1]
+    tokens = even.reshape(-1).index_select(0, batch_index * even.shape[1] + row)
+    rows = similarity.reshape(-1, pool_size).index_select(0, batch_index * pool_size + tokens)  # [M, R]
+    exact = rows.gather(1, odd.index_select(0, batch_index)).amax(dim=-1)
+    return best_match.index_put((batch_index, row), exact)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import fused_rounds
 from .base import IMPORTANCE, VisionFeatures, VisionTokenPruner, check_ratio, check_token_num
 from .diversity import diverse_positions
 
@@ -69,11 +70,14 @@ def compiled_select(
     important_ratio: float = 0.5,
     float32_similarity: bool = False,
 ) -> torch.Tensor:
-    """`select` through `torch.compile`: the same tokens, without paying a kernel launch or an
-    operator dispatch for each of the ~5 operations of each of the ~60 rounds. On CUDA the rounds
-    replay as one CUDA graph (mode "reduce-overhead"). Compiles once per input shape and budget
-    (tens of seconds), so it pays off for long runs at a fixed batch size."""
+    """`select` without paying an operator dispatch (or a kernel launch) for each of the ~7 steps of
+    each of the ~60 rounds; the same tokens. On the CPU the rounds run in one C++ loop
+    (`fused_rounds.py`, built once per machine, about 10 s); elsewhere `select` goes through
+    `torch.compile`, on CUDA replayed as one CUDA graph (mode "reduce-overhead"), compiled once per
+    input shape and budget (tens of seconds), so it pays off for long runs at a fixed batch size."""
     arguments = _checked(features, importance, visual_token_num, important_ratio)
+    if features.device.type == "cpu":
+        return _select(*arguments, float32_similarity, fused=True)
     return _run_compiled(_select, *arguments, float32_similarity)
 
 
@@ -106,42 +110,44 @@ def _run_compiled(function, features, importance, visual_token_num: int, importa
     return output.clone()
 
 
-def _select(features, importance, visual_token_num: int, important_ratio: float, float32: bool) -> torch.Tensor:
+def _select(features, importance, visual_token_num: int, important_ratio: float, float32: bool, fused=False):
     batch, num_tokens, _ = features.shape
     if visual_token_num >= num_tokens:
         return torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
-    parts = _parts(features, importance, visual_token_num, important_ratio, float32)
+    parts = _parts(features, importance, visual_token_num, important_ratio, float32, fused)
     return torch.cat(parts, dim=1).sort(dim=-1).values
 
 
-def _select_split(features, importance, visual_token_num: int, important_ratio: float, float32: bool):
+def _select_split(features, importance, visual_token_num: int, important_ratio: float, float32: bool, fused=False):
     batch, num_tokens, _ = features.shape
     if visual_token_num >= num_tokens:
         kept = torch.arange(num_tokens, device=features.device).expand(batch, num_tokens)
         return kept, kept[:, :0]
-    important, diverse = _parts(features, importance, visual_token_num, important_ratio, float32)
+    important, diverse = _parts(features, importance, visual_token_num, important_ratio, float32, fused)
     return torch.cat([important, diverse], dim=1).sort(dim=-1).values, important.sort(dim=-1).values
 
 
-def _parts(features, importance, visual_token_num: int, important_ratio: float, float32: bool):
+def _parts(features, importance, visual_token_num: int, important_ratio: float, float32: bool, fused: bool):
     """(important [B, T_imp] by descending attention, diverse [B, T_div]) for T < N."""
     num_important, num_diverse = split_budget(visual_token_num, important_ratio)
     order = attention_order(importance)
     important = order[:, :num_important]
     if num_diverse == 0:
         return important, order[:, :0]
-    return important, diverse_tokens(features, order[:, num_important:], num_diverse, float32)
+    return important, diverse_tokens(features, order[:, num_important:], num_diverse, float32, fused)
 
 
-def diverse_tokens(features: torch.Tensor, pool: torch.Tensor, keep: int, float32: bool = False) -> torch.Tensor:
+def diverse_tokens(
+    features: torch.Tensor, pool: torch.Tensor, keep: int, float32: bool = False, fused: bool = False
+) -> torch.Tensor:
     """Reduce `pool` [B, R] (token indices, in priority order) to `keep` tokens by iterative matching
     (`diversity.py`: the rounds, read off one similarity matrix computed here once, in the features'
-    precision or, with `float32`, in at least float32)."""
+    precision or, with `float32`, in at least float32; `fused`: the CPU's C++ loop)."""
     widened = float32 and features.dtype not in (torch.float32, torch.float64)
     unit = F.normalize(features.float() if widened else features, dim=-1)
     pool_unit = unit.gather(1, pool.unsqueeze(-1).expand(-1, -1, unit.shape[-1]))
     similarity = pool_unit @ pool_unit.transpose(1, 2)  # [B, R, R], once for all rounds
-    return pool.gather(1, diverse_positions(similarity, keep))
+    return pool.gather(1, diverse_positions(similarity, keep, fused=fused))
 
 
 def _checked(features: torch.Tensor, importance: torch.Tensor, visual_token_num, important_ratio):
@@ -192,14 +198,21 @@ class VisPruner(VisionTokenPruner):
         flags = {"compile": self.compile, "float32_similarity": self.float32_similarity}
         return {"important_ratio": self.important_ratio, **{name: True for name, on in flags.items() if on}}
 
+    def prepare(self, device: torch.device) -> None:
+        if self.compile and torch.device(device).type == "cpu":
+            fused_rounds.load()  # builds the C++ rounds now, or says why it cannot, before any work
+
     def select(self, vision: VisionFeatures) -> torch.Tensor:
         run = compiled_select if self.compile else select
         return run(*self._arguments(vision), self.float32_similarity)
 
     def select_split(self, vision: VisionFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.compile:
-            return _run_compiled(_select_split, *_checked(*self._arguments(vision)), self.float32_similarity)
-        return select_split(*self._arguments(vision), self.float32_similarity)
+        if not self.compile:
+            return select_split(*self._arguments(vision), self.float32_similarity)
+        arguments = _checked(*self._arguments(vision))
+        if vision.features.device.type == "cpu":
+            return _select_split(*arguments, self.float32_similarity, fused=True)
+        return _run_compiled(_select_split, *arguments, self.float32_similarity)
 
     def _arguments(self, vision: VisionFeatures) -> tuple:
         return vision.features, vision.importance, self.visual_token_num, self.important_ratio
