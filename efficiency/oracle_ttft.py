@@ -6,11 +6,12 @@
 The oracle feeds the language model the very tokens VisPruner keeps for the same image (recorded
 first), with no [CLS] row and no selection: the difference is what scoring and selection cost end
 to end. With `--compile` (the default) VisPruner(compile=True) runs too: on the CPU its rounds run in
-the fused C++ loop (built once, before any timing). All are timed in alternating blocks (`--rounds` blocks of each, `efficiency.timing` inside
-a block), so a slow spell of a shared machine hits both; the report gives the medians over all runs,
-the excess (VisPruner / oracle - 1) of each round's adjacent pair of blocks, its median and quartiles
-over the rounds, and a verdict that says "met" only when the upper quartile is within the target. One prompt of the POPE shape (image + ~64 text tokens),
-batch 1, random pixels; a `--shape` builds random weights, a `--checkpoint` loads real ones.
+the fused C++ loop (built once, before any timing). All are timed in alternating blocks (`--rounds`
+blocks of each, `efficiency.timing` inside a block), so a slow spell of a shared machine hits all;
+the report gives the medians over all runs, the excess (VisPruner / oracle - 1) of each round's
+adjacent pair of blocks, its median and quartiles over the rounds, and a verdict that says "met"
+only when the upper quartile is within the target. One prompt of the POPE shape (image + ~64 text
+tokens), batch 1, random pixels; a `--shape` builds random weights, a `--checkpoint` loads real ones.
 """
 
 from __future__ import annotations

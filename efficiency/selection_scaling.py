@@ -7,9 +7,10 @@ times, side by side per N: the R x R similarity matmul of the residual pool (the
 VisPruner), `select` now, the selection as it was before the neighbour windows (`previous_select`:
 the same rounds, each reading its even x odd block with one 3-D gather, kept here as the baseline),
 the rounds alone by each of `llava.pruning.diversity`'s two plain-torch routes (where they cross is
-`NEIGHBOUR_POOL`), and, with `--compile` (the default), `compiled_select`: VisPruner's `compile=True`,
-which on the CPU runs the rounds in the fused C++ loop (built on first use). Features are clustered like a vision tower's (a mixture of `--clusters` centres
-plus noise, L2 scale irrelevant), C = 1024 as CLIP ViT-L; random weights are not needed.
+`NEIGHBOUR_POOL`), and, with `--compile` (the default), `compiled_select`: VisPruner's
+`compile=True`, which on the CPU runs the rounds in the fused C++ loop (built on first use).
+Features are clustered like a vision tower's (a mixture of `--clusters` centres plus noise, L2 scale
+irrelevant), C = 1024 as CLIP ViT-L; random weights are not needed.
 
 Reported per N: medians and quartiles; select / matmul with its spread (quartile ratios); and the
 time-vs-N exponent of each selection (least squares on log time vs log N). A target line says "met"
@@ -107,13 +108,10 @@ def run(args: argparse.Namespace) -> dict:
             same = torch.equal(calls["select"](), calls["previous"]())
         else:
             same = None
-        if args.compile:
-            row_same = torch.equal(calls["compiled"](), calls["select"]())
-        else:
-            row_same = None
+        compiled_same = torch.equal(calls["compiled"](), calls["select"]()) if args.compile else None
         with torch.inference_mode():
             measured = {name: timing.measure(fn, **timing.options(args)) for name, fn in calls.items()}
-        row = {"N": size, "same_tokens": same, "compiled_same_tokens": row_same}
+        row = {"N": size, "same_tokens": same, "compiled_same_tokens": compiled_same}
         row.update({f"{k}_ms": v.median_ms for k, v in measured.items()})
         row["timings"] = {name: value.as_dict() for name, value in measured.items()}
         row["select_over_matmul"] = spread(measured["select"], measured["matmul"])

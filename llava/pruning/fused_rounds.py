@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 def load() -> None:
     """Build (once per machine; later calls load the cached library) and register the operator.
     RuntimeError naming the cause when no C++ toolchain can build it."""
-    logger.info("building VisPruner's CPU rounds kernel (%s) once for this machine", SOURCE.name)
+    logger.info("loading VisPruner's CPU rounds kernel (%s; built the first time on a machine)", SOURCE.name)
     try:
         from torch.utils.cpp_extension import load as build
 

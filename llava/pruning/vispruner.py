@@ -76,8 +76,6 @@ def compiled_select(
     `torch.compile`, on CUDA replayed as one CUDA graph (mode "reduce-overhead"), compiled once per
     input shape and budget (tens of seconds), so it pays off for long runs at a fixed batch size."""
     arguments = _checked(features, importance, visual_token_num, important_ratio)
-    if features.device.type == "cpu":
-        return _select(*arguments, float32_similarity, fused=True)
     return _run_compiled(_select, *arguments, float32_similarity)
 
 
@@ -99,8 +97,11 @@ _COMPILED: dict[tuple[str, str], object] = {}
 
 
 def _run_compiled(function, features, importance, visual_token_num: int, important_ratio: float, float32: bool):
-    """`function` through `torch.compile`, compiled once per function and device kind."""
+    """`function` with its rounds fused: on the CPU the C++ loop, elsewhere through `torch.compile`,
+    compiled once per function and device kind."""
     kind = features.device.type
+    if kind == "cpu":
+        return function(features, importance, visual_token_num, important_ratio, float32, fused=True)
     key = (function.__name__, kind)
     if key not in _COMPILED:
         _COMPILED[key] = torch.compile(function, dynamic=False, mode="reduce-overhead" if kind == "cuda" else None)
@@ -207,12 +208,9 @@ class VisPruner(VisionTokenPruner):
         return run(*self._arguments(vision), self.float32_similarity)
 
     def select_split(self, vision: VisionFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.compile:
-            return select_split(*self._arguments(vision), self.float32_similarity)
-        arguments = _checked(*self._arguments(vision))
-        if vision.features.device.type == "cpu":
-            return _select_split(*arguments, self.float32_similarity, fused=True)
-        return _run_compiled(_select_split, *arguments, self.float32_similarity)
+        if self.compile:
+            return _run_compiled(_select_split, *_checked(*self._arguments(vision)), self.float32_similarity)
+        return select_split(*self._arguments(vision), self.float32_similarity)
 
     def _arguments(self, vision: VisionFeatures) -> tuple:
         return vision.features, vision.importance, self.visual_token_num, self.important_ratio
