@@ -147,6 +147,39 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dtype and --attn of the commands that build a model; `model_precision` resolves them."""
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        help="default: float16 on a GPU, float32 on a CPU (bf16 is slow on CPUs without AMX)",
+    )
+    parser.add_argument(
+        "--attn",
+        default="auto",
+        choices=["auto", "sdpa", "flash_attention_2"],
+        help="attention kernels; auto = FlashAttention 2 on a GPU when flash-attn is installed, else SDPA",
+    )
+
+
+def model_precision(args: argparse.Namespace) -> tuple[str, str]:
+    """(dtype, attention implementation) for the resolved `args.device`, from --dtype and --attn."""
+    on_gpu = args.device.startswith("cuda")
+    dtype = args.dtype or ("float16" if on_gpu else "float32")
+    attention = args.attn
+    if attention == "auto":
+        attention = "flash_attention_2" if on_gpu and _has_flash_attention() else "sdpa"
+    return dtype, attention
+
+
+def _has_flash_attention() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def start_torch(args: argparse.Namespace):
     """Import torch (after parsing, so `--help` and argument errors answer at once), resolve
     `--device auto` and apply `--threads`; returns the torch module."""

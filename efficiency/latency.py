@@ -36,7 +36,7 @@ from functools import partial
 from pathlib import Path
 
 from . import report, timing
-from .command import AUTO_DEVICE, DEVICE_HELP, resolve_device
+from .command import AUTO_DEVICE, DEVICE_HELP, add_precision_arguments, model_precision, resolve_device
 from .hardware import describe, load_average
 from .shapes import POPE_PROMPT, SHAPES, PromptLayout, Shape, shape
 from .timing import measure, use_device
@@ -67,8 +67,6 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     preset = shape(args.shape)
     attention = args.attn
-    if attention == "auto":
-        attention = "flash_attention_2" if device.type == "cuda" and _has_flash_attention() else "sdpa"
     saved = json.loads(args.output.read_text()) if args.resume and args.output.exists() else None
     settings = {
         "shape": preset.name,
@@ -122,14 +120,6 @@ def _show_step(progress, case: str, step: str) -> None:
     progress.set_postfix_str(f"{case}: {step}")
 
 
-def _has_flash_attention() -> bool:
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _write(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".partial")
@@ -141,17 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="cpu-small", choices=SHAPES)
     parser.add_argument("--device", default=AUTO_DEVICE, help=DEVICE_HELP)
-    parser.add_argument(
-        "--dtype",
-        choices=["float32", "float16", "bfloat16"],
-        help="default: float16 on a GPU, float32 on a CPU (bf16 is slow on CPUs without AMX)",
-    )
-    parser.add_argument(
-        "--attn",
-        default="auto",
-        choices=["auto", "sdpa", "flash_attention_2"],
-        help="attention kernels; auto = FlashAttention 2 on a GPU when flash-attn is installed, else SDPA",
-    )
+    add_precision_arguments(parser)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument(
         "--tokens", type=int, nargs="+", default=RUN_DEFAULTS["tokens"], help="visual tokens per image (crop)"
@@ -211,8 +191,7 @@ def main(argv=None) -> None:
     args.device = resolve_device(args.device)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device")
-    if args.dtype is None:
-        args.dtype = "float16" if args.device.startswith("cuda") else "float32"
+    args.dtype, args.attn = model_precision(args)
     allowed = ["none", "oracle", "first_tokens", *list_methods()]
     unknown = sorted(set(args.methods) - set(allowed))
     if unknown:

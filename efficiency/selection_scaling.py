@@ -1,6 +1,7 @@
 """How VisPruner's selection grows with the number of tokens N, against its own similarity matmul.
 
     python -m efficiency.selection_scaling --threads 1 --output results/efficiency/selection-scaling-cpu.json
+    python -m efficiency.selection_scaling --device cuda --dtype float16 --compile-up-to 576
 
 For each N (default 576 = LLaVA-1.5's image, up to 4608 = 8 video frames of 576 selected jointly) it
 times, side by side per N: the R x R similarity matmul of the residual pool (the floor of an exact
@@ -8,14 +9,18 @@ VisPruner), `select` now, the selection as it was before the neighbour windows (
 the same rounds, each reading its even x odd block with one 3-D gather, kept here as the baseline),
 the rounds alone by each of `llava.pruning.diversity`'s two plain-torch routes (where they cross is
 `NEIGHBOUR_POOL`), and, with `--compile` (the default), `compiled_select`: VisPruner's
-`compile=True`, which on the CPU runs the rounds in the fused C++ loop (built on first use).
+`compile=True`, which on the CPU runs the rounds in the fused C++ loop (built on first use) and on
+CUDA is torch.compile replayed as a CUDA graph (compiled once per N: `--compile-up-to` bounds it).
 Features are clustered like a vision tower's (a mixture of `--clusters` centres plus noise, L2 scale
 irrelevant), C = 1024 as CLIP ViT-L; random weights are not needed.
 
-Reported per N: medians and quartiles; select / matmul with its spread (quartile ratios); and the
-time-vs-N exponent of each selection (least squares on log time vs log N). A target line says "met"
-only when even the spread's worst ratio is within the target, "not met" when even its best is above,
-and "within noise" otherwise.
+Each call runs once untimed (its seconds recorded as `first_call_s`: compilation shows there), then
+all are timed in `--rounds` alternating blocks, so a slow spell of a shared machine hits every call.
+Reported per N: medians and quartiles over the blocks; select / matmul, one ratio per round from its
+adjacent pair of blocks, with the quartiles over rounds as its spread; and the time-vs-N exponent of
+each selection (least squares on log time vs log N). A target line says "met" only when even the
+spread's worst ratio is within the target, "not met" when even its best is above, and "within noise"
+otherwise.
 """
 
 from __future__ import annotations
@@ -84,14 +89,18 @@ def run(args: argparse.Namespace) -> dict:
     from llava.pruning.diversity import diverse_positions
     from llava.pruning.vispruner import compiled_select, select, split_budget
 
-    if args.compile:
+    device = torch.device(args.device)
+    timing.use_device(device)
+    dtype = getattr(torch, args.dtype)
+    if args.compile and device.type == "cpu":
         fused_rounds.load()  # the one-time build stays out of the timings
 
     rows = []
     num_important, _ = split_budget(args.tokens, args.ratio)
     for size in args.sizes:
         features = clustered_features(1, size, args.width, args.clusters, seed=size, torch=torch)
-        attention = torch.rand(1, size, generator=torch.Generator().manual_seed(size + 1))
+        features = features.to(device=device, dtype=dtype)
+        attention = torch.rand(1, size, generator=torch.Generator().manual_seed(size + 1)).to(device)
         pool_unit = F.normalize(features[:, : size - num_important], dim=-1)
         similarity = pool_unit @ pool_unit.transpose(1, 2)
         keep = args.tokens - num_important
@@ -100,43 +109,36 @@ def run(args: argparse.Namespace) -> dict:
             "select": lambda f=features, a=attention: select(f, a, args.tokens, args.ratio),
             "rounds_neighbours": lambda s=similarity, k=keep: diverse_positions(s, k, neighbour_pool=0),
         }
-        if args.compile:
+        compiled = args.compile and size <= args.compile_up_to
+        if compiled:
             calls["compiled"] = lambda f=features, a=attention: compiled_select(f, a, args.tokens, args.ratio)
         if size <= args.previous_up_to:
             calls["previous"] = lambda f=features, a=attention: previous_select(f, a, args.tokens, args.ratio)
             calls["rounds_gather"] = lambda s=similarity, k=keep, n=size: diverse_positions(s, k, neighbour_pool=n)
-            same = torch.equal(calls["select"](), calls["previous"]())
-        else:
-            same = None
-        compiled_same = torch.equal(calls["compiled"](), calls["select"]()) if args.compile else None
         with torch.inference_mode():
-            measured = {name: timing.measure(fn, **timing.options(args)) for name, fn in calls.items()}
-        row = {"N": size, "same_tokens": same, "compiled_same_tokens": compiled_same}
-        row.update({f"{k}_ms": v.median_ms for k, v in measured.items()})
-        row["timings"] = {name: value.as_dict() for name, value in measured.items()}
-        row["select_over_matmul"] = spread(measured["select"], measured["matmul"])
-        if args.compile:
-            row["compiled_over_matmul"] = spread(measured["compiled"], measured["matmul"])
+            first_call_s = {name: timing.seconds_once(fn, device) for name, fn in calls.items()}  # compiles, warms up
+            same = torch.equal(calls["select"](), calls["previous"]()) if "previous" in calls else None
+            compiled_same = torch.equal(calls["compiled"](), calls["select"]()) if compiled else None
+            blocks = timing.interleaved(calls, args.rounds, **timing.options(args))
+        row = {"N": size, "same_tokens": same, "compiled_same_tokens": compiled_same, "first_call_s": first_call_s}
+        row["timings"] = {name: timing.pooled(measured) for name, measured in blocks.items()}
+        row.update({f"{name}_ms": pooled["median_ms"] for name, pooled in row["timings"].items()})
+        row["select_over_matmul"] = timing.paired_ratio(blocks["select"], blocks["matmul"])
+        if compiled:
+            row["compiled_over_matmul"] = timing.paired_ratio(blocks["compiled"], blocks["matmul"])
         rows.append(row)
-        print({k: v for k, v in row.items() if k != "timings"}, flush=True)
+        print({k: v for k, v in row.items() if k not in ("timings", "first_call_s")}, flush=True)
     return {
         "benchmark": "vispruner selection vs N (clustered features, batch 1)",
         "tokens": args.tokens,
         "important_ratio": args.ratio,
         "width": args.width,
-        "hardware": describe(torch.device("cpu")),
+        "dtype": args.dtype,
+        "rounds": args.rounds,
+        "hardware": describe(device),
         "timing": timing.options(args),
         "results": rows,
         "exponent": {name: exponent(rows, f"{name}_ms") for name in ("select", "compiled", "previous", "matmul")},
-    }
-
-
-def spread(numerator, denominator) -> dict:
-    """The ratio of medians with its spread: best (q1 / q3) and worst (q3 / q1) quartile ratios."""
-    return {
-        "median": numerator.median_ms / denominator.median_ms,
-        "best": numerator.q1_ms / denominator.q3_ms,
-        "worst": numerator.q3_ms / denominator.q1_ms,
     }
 
 
@@ -153,6 +155,7 @@ def exponent(rows: list[dict], key: str) -> float | None:
 def exponent_spread(rows: list[dict], name: str) -> tuple[float, float]:
     """The exponent's range from the quartiles: the smaller N at their q3 and the larger at their q1 (the
     flattest fit), and the other way round (the steepest)."""
+    rows = [row for row in rows if name in row["timings"]]
     half = len(rows) // 2
 
     def fit(small: str, large: str) -> float:
@@ -162,51 +165,52 @@ def exponent_spread(rows: list[dict], name: str) -> tuple[float, float]:
     return fit("q3_ms", "q1_ms"), fit("q1_ms", "q3_ms")
 
 
-def verdict(ratio: dict, target: float) -> str:
-    if ratio["worst"] <= target:
-        return "met"
-    if ratio["best"] > target:
-        return "not met"
-    return "within noise"
-
-
 def markdown(report: dict) -> str:
-    compiled = report["exponent"].get("compiled") is not None
+    compiled = any("compiled" in row["timings"] for row in report["results"])
     columns = [
         Column("N", "N"),
         Column("matmul ms", "matmul_ms", ".2f"),
         Column("select ms", "select_ms", ".2f"),
-        *([Column("compile=True ms", "compiled_ms", ".2f")] if compiled else []),
+        *([Column("compile=True ms", lambda r: r.get("compiled_ms", float("nan")), ".2f")] if compiled else []),
         Column("previous ms", lambda r: r.get("previous_ms", float("nan")), ".2f"),
         Column("rounds: gather route ms", lambda r: r.get("rounds_gather_ms", float("nan")), ".2f"),
         Column("rounds: neighbour windows ms", "rounds_neighbours_ms", ".2f"),
-        Column("select / matmul (q1/q3 .. q3/q1)", lambda r: _ratio_text(r["select_over_matmul"])),
-        *([Column("compile=True / matmul", lambda r: _ratio_text(r["compiled_over_matmul"]))] if compiled else []),
-        Column("same tokens as previous", lambda r: "-" if r["same_tokens"] is None else str(r["same_tokens"])),
-        *([Column("compile=True: same tokens", lambda r: str(r["compiled_same_tokens"]))] if compiled else []),
+        Column("select / matmul (quartiles over rounds)", lambda r: _ratio_text(r["select_over_matmul"])),
+        *([Column("compile=True / matmul", lambda r: _ratio_text(r.get("compiled_over_matmul")))] if compiled else []),
+        Column("same tokens as previous", lambda r: _same_text(r["same_tokens"])),
+        *([Column("compile=True: same tokens", lambda r: _same_text(r["compiled_same_tokens"]))] if compiled else []),
     ]
-    lines = [tables.markdown(report["results"], columns), ""]
+    hardware = report["hardware"]
+    machine = hardware["device"] if hardware["device"] != "cpu" else hardware["cpu"]
+    head = f"{report.get('dtype', 'float32')}, T={report['tokens']}, C={report['width']}; {machine}, {hardware['date']}"
+    lines = [head, "", tables.markdown(report["results"], columns), ""]
     exponents = report["exponent"]
     lines.append(", ".join(f"exponent {k}: {v:.2f}" for k, v in exponents.items() if v is not None))
     for name, label in (("select", "select"), ("compiled", "compile=True")):
+        for row in report["results"]:
+            ratio = row.get(f"{name}_over_matmul")
+            if row["N"] in TARGETS and ratio is not None:
+                target = TARGETS[row["N"]]
+                status = timing.verdict(ratio["best"], ratio["worst"], target)
+                lines.append(f"target N={row['N']}: {label} <= {target}x its matmul: {status}")
         if exponents.get(name) is None:
             continue
-        for row in report["results"]:
-            if row["N"] in TARGETS:
-                target = TARGETS[row["N"]]
-                ratio = verdict(row[f"{name}_over_matmul"], target)
-                lines.append(f"target N={row['N']}: {label} <= {target}x its matmul: {ratio}")
         low, high = exponent_spread(report["results"], name)
-        status = "met" if high <= EXPONENT_TARGET else "not met" if low > EXPONENT_TARGET else "within noise"
+        status = timing.verdict(low, high, EXPONENT_TARGET)
+        sizes = [row["N"] for row in report["results"] if name in row["timings"]]
         lines.append(
-            f"target: {label} exponent <= {EXPONENT_TARGET}: {status} ({exponents[name]:.2f}; from the quartiles "
-            f"{low:.2f} .. {high:.2f})"
+            f"target: {label} exponent over N = {min(sizes)}..{max(sizes)} <= {EXPONENT_TARGET}: {status} "
+            f"({exponents[name]:.2f}; from the quartiles {low:.2f} .. {high:.2f})"
         )
     return "\n".join(lines)
 
 
-def _ratio_text(ratio: dict) -> str:
-    return f"{ratio['median']:.2f} ({ratio['best']:.2f} .. {ratio['worst']:.2f})"
+def _ratio_text(ratio: dict | None) -> str:
+    return "-" if ratio is None else f"{ratio['median']:.2f} ({ratio['best']:.2f} .. {ratio['worst']:.2f})"
+
+
+def _same_text(same: bool | None) -> str:
+    return "-" if same is None else str(same)
 
 
 def main(argv=None) -> None:
@@ -220,16 +224,21 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--previous-up-to", type=int, default=4608, help="time the previous selection up to this N (it is slow)"
     )
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=True,
-        help="also time compile=True (the fused C++ rounds; needs a C++ compiler, built once)",
+        help="also time compile=True (CPU: the fused C++ rounds, needs a C++ compiler, built once; CUDA: "
+        "torch.compile + CUDA graphs, compiled per N, longer as N grows)",
     )  # fmt: skip
-    timing.add_arguments(parser, repeats=5, warmup=1)
+    parser.add_argument(
+        "--compile-up-to", type=int, default=max(SIZES), metavar="N", help="time compile=True up to this N"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="alternating blocks of each call (default %(default)s)")
+    timing.add_arguments(parser, repeats=1, warmup=0)
     add_output_argument(parser)
     args = parser.parse_args(argv)
-    if args.device not in ("auto", "cpu"):
-        parser.error(f"--device: this benchmark runs on the CPU, got {args.device!r}")
-    args.device = "cpu"
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if any(size <= args.tokens for size in args.sizes):
         parser.error(f"--sizes must all exceed --tokens ({args.tokens}), got {args.sizes}")
     measure_and_report(parser, args, run, markdown)

@@ -96,6 +96,60 @@ def measure(
     return Timing.from_measurements(measurements)
 
 
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int, **options) -> dict[str, list[Timing]]:
+    """Times each call in `rounds` alternating blocks (a, b, c, a, b, c, ...; each block one `measure`
+    with `options`), so a slow spell of a shared machine hits every call: name -> a Timing per round."""
+    blocks: dict[str, list[Timing]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            blocks[name].append(measure(call, **options))
+    return blocks
+
+
+def seconds_once(call: Callable[[], object], device: torch.device) -> float:
+    """Wall-clock seconds of one call, the device's queued work included (a first call's compilation,
+    graph capture or kernel build shows here, where `measure` leaves it to the untimed warm-up)."""
+    import time
+
+    import torch
+
+    start = time.perf_counter()
+    call()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def verdict(best: float, worst: float, limit: float) -> str:
+    """A target read against a spread: "met" only when even its worst end is within `limit`, "not met"
+    when even its best end is beyond it, "within noise" when the spread straddles the limit."""
+    return "met" if worst <= limit else "not met" if best > limit else "within noise"
+
+
+def pooled(blocks: Sequence[Timing]) -> dict:
+    """Medians and quartiles over the medians of blocks timed apart (each block's median is one sample)."""
+    q1, median, q3 = round_quartiles([block.median_ms for block in blocks])
+    return {"median_ms": median, "q1_ms": q1, "q3_ms": q3, "blocks": len(blocks)}
+
+
+def paired_ratio(numerator: Sequence[Timing], denominator: Sequence[Timing]) -> dict:
+    """numerator / denominator of two calls timed in alternating blocks, one ratio per round from its
+    adjacent pair (a slow spell of a shared machine hits both blocks of a pair): the median over rounds,
+    and the quartiles as its spread (best, worst)."""
+    ratios = sorted(n.median_ms / d.median_ms for n, d in zip(numerator, denominator, strict=True))
+    best, median, worst = round_quartiles(ratios)
+    return {"median": median, "best": best, "worst": worst, "per_round": ratios}
+
+
+def round_quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    """(q1, median, q3) of a few per-round values, by statistics' default (exclusive) method: with few
+    rounds it spreads wider than the inclusive one, so a spread read from it errs towards "noise"."""
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q1, statistics.median(values), q3
+
+
 def use_device(device: torch.device) -> None:
     """Makes `device` the current accelerator: the benchmark timer synchronises the current one."""
     import torch

@@ -774,7 +774,7 @@ SCRIPTS = cases(
      ["flops-llava-1.5-7b.json", "exists"], ["flops_json"]),
     ("setup_cpu.sh:any-argument", ["scripts/setup_cpu.sh", "--upgrade"], 2, ["no arguments", "--upgrade"], []),
     ("lock.sh:unknown-argument", ["scripts/lock.sh", "--bogus"], 2, ["usage", "--upgrade"], []),
-    ("gpu.sh:no-gpu", ["scripts/efficiency/gpu.sh", "{root}/gpu"], 1, ["no CUDA device"], [],
+    ("gpu.sh:no-gpu", ["scripts/efficiency/gpu.sh", "{root}/gpu"], 2, ["no CUDA device", "--device cpu"], [],
      pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU")),
 )  # fmt: skip
 

@@ -116,3 +116,33 @@ def test_markdown_text_prints_cells_as_given_and_aligns_the_columns_asked():
     assert rows == [["none", "62.0", "100.0%"], ["vispruner", "sub.", "–"]]  # not parsed: 62.0 stays 62.0
     assert rule[0].startswith(":") and all(c.endswith(":") and not c.startswith(":") for c in rule[1:])
     assert len({len(line) for line in table.splitlines()}) == 1
+
+
+def block(median_ms: float) -> timing.Timing:
+    return timing.Timing(median_ms=median_ms, q1_ms=median_ms, q3_ms=median_ms, runs=1, calls=1)
+
+
+def test_calls_are_timed_in_alternating_blocks():
+    order = []
+    blocks = timing.interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=3,
+                                warmup=0, min_runs=1, min_run_time=0)  # fmt: skip
+    assert [len(blocks["a"]), len(blocks["b"])] == [3, 3]
+    changes = sum(first != second for first, second in zip(order, order[1:]))
+    assert changes == 5  # a-block, b-block, a, b, a, b: never two blocks of one call in a row
+
+
+def test_a_paired_ratio_takes_each_rounds_pair_so_a_slow_spell_cancels():
+    slow = 3.0  # the machine slowed down for round 2: both of its blocks took three times as long
+    pruned = [block(11.0), block(11.0 * slow), block(11.0)]
+    oracle = [block(10.0), block(10.0 * slow), block(10.0)]
+    ratio = timing.paired_ratio(pruned, oracle)
+    assert ratio["median"] == pytest.approx(1.1) and ratio["worst"] == pytest.approx(1.1)
+    assert timing.pooled(oracle) == {"median_ms": 10.0, "q1_ms": 10.0, "q3_ms": 30.0, "blocks": 3}
+
+
+@pytest.mark.parametrize(
+    ("best", "worst", "verdict"),
+    [(1.0, 1.04, "met"), (1.0, 1.05, "met"), (1.04, 1.06, "within noise"), (1.06, 1.2, "not met")],
+)
+def test_a_target_is_met_only_when_the_whole_spread_is_within_it(best, worst, verdict):
+    assert timing.verdict(best, worst, 1.05) == verdict
