@@ -17,7 +17,7 @@ fails is recorded with the end of its output and the next one runs (an oracle st
 compile=True is tried once more without it). `suite.json` in the output folder lists each step's
 command, seconds, exit status and the end of its output, and what was skipped for lack of time; each
 step's whole output is kept beside its JSON (`.log`). `--rehearse` runs
-every step at the tiny shape with minimal repeats: a check of the whole run on any machine.
+every step at the tiny shape in float16 with minimal repeats: a check of the whole run on any machine.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ OUTPUT_TAIL_CHARS = 2000
 ORACLE = "--tokens 64 --batch 1 8 --rounds 5 --repeats 3 --warmup 2".split()
 SCALING = "--dtype float16 --compile-up-to 576 --rounds 5".split()
 LATENCY = "--tokens 128 64 32 --batch 1 8 32 --repeats 5 --warmup 2 --resume".split()
-QUICK = "--repeats 1 --warmup 0 --min-run-time 0".split()
+QUICK = "--dtype float16 --repeats 1 --warmup 0 --min-run-time 0".split()  # float16 as on the GPU
 REHEARSAL = {
     "oracle_ttft": "--tokens 16 --batch 1 2 --rounds 1".split() + QUICK,
     "selection_scaling": "--sizes 80 160 --tokens 16 --width 32 --compile-up-to 80 --rounds 1".split() + QUICK,
-    "latency": "--smoke --resume".split(),
+    "latency": "--smoke --dtype float16 --resume".split(),
 }
 
 
@@ -122,7 +122,9 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default=AUTO_DEVICE, help=DEVICE_HELP)
     parser.add_argument("--budget", type=positive_int, default=DEFAULT_BUDGET_S, help="seconds for all steps")
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=SHAPES, help="model shapes")
-    parser.add_argument("--rehearse", action="store_true", help="every step at the tiny shape, minimal repeats")
+    parser.add_argument(
+        "--rehearse", action="store_true", help="every step at the tiny shape in float16, minimal repeats"
+    )
     args = parser.parse_args(argv)
     problem = output_problem(args.out, folder=True, exist_ok=True)
     if problem or (args.out.is_dir() and any(args.out.iterdir())):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from . import tables
+from . import tables, timing
 from .command import atomic_write, atomic_write_text
 from .tables import Column
 
@@ -17,14 +17,14 @@ GIGA = 1e9
 OVERHEAD_LIMIT, ORACLE_LIMIT, SPEEDUP_FLOOR, SPEEDUP_TOKENS = 0.01, 0.05, 0.85, 64
 
 
-def excess(timing: dict, oracle: dict, limit: float = ORACLE_LIMIT) -> dict:
+def excess(measured: dict, oracle: dict, limit: float = ORACLE_LIMIT) -> dict:
     """How much slower than the oracle: the ratio of medians - 1 and its spread from the quartiles (best:
     q1 / oracle q3, worst: q3 / oracle q1). "met" only when even the worst is within `limit`, "not met"
     when even the best is beyond it, "within noise" otherwise (`met` is True only for "met")."""
-    worst = timing["q3_ms"] / oracle["q1_ms"] - 1
-    best = timing["q1_ms"] / oracle["q3_ms"] - 1
-    verdict = "met" if worst <= limit else "not met" if best > limit else "within noise"
-    return {"excess": timing["median_ms"] / oracle["median_ms"] - 1, "best": best, "worst": worst,
+    worst = measured["q3_ms"] / oracle["q1_ms"] - 1
+    best = measured["q1_ms"] / oracle["q3_ms"] - 1
+    verdict = timing.verdict(best, worst, limit)
+    return {"excess": measured["median_ms"] / oracle["median_ms"] - 1, "best": best, "worst": worst,
             "verdict": verdict, "met": verdict == "met"}  # fmt: skip
 
 
