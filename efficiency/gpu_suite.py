@@ -77,7 +77,7 @@ def plan(out: Path, device: str, shapes: list[str], slug: str, rehearse: bool) -
 def run_step(step: Step, seconds_left: float) -> dict:
     """Runs one step (and its retry after a failure) within `seconds_left`; what happened, for suite.json."""
     record = {"step": step.name, "output": step.output.name, "tries": []}
-    for extra in ([], step.retry_options) if step.retry_options else ([],):
+    for extra in [[], step.retry_options] if step.retry_options else [[]]:
         if seconds_left < MIN_STEP_S:
             break
         command = [sys.executable, "-m", step.module, *step.options, *extra, "--output", str(step.output)]

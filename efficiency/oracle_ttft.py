@@ -43,7 +43,7 @@ DEFAULT_TARGET = 0.05
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from llava.models import attach_pruner, remove_pruning
+    from llava.models import remove_pruning
     from llava.pruning import create_pruner
 
     from .cases import SameTokens, first_token, prompt_batch, vispruner_kept
@@ -73,19 +73,13 @@ def run(args: argparse.Namespace) -> dict:
                        for name, options in arms(args).items()}  # fmt: skip
             pruners["oracle"] = SameTokens(tokens, kept)
             call = partial(first_token, model, inputs)
-            first_call_s = {}
-            for name, pruner in pruners.items():  # untimed: compilation and graph capture happen here
-                remove_pruning(model)
-                attach_pruner(model, pruner)
-                with torch.inference_mode():
-                    first_call_s[name] = timing.seconds_once(call, device)
+            first = partial(timing.first_call, call, device)  # untimed: compilation and graph capture
+            first_call_s = {name: _attached(model, pruner, first)[1] for name, pruner in pruners.items()}
+            timed = partial(timing.measure, call, **timing.options(args))
             runs: dict[str, list] = {name: [] for name in pruners}
             for _ in range(args.rounds):
                 for name, pruner in pruners.items():
-                    remove_pruning(model)
-                    attach_pruner(model, pruner)
-                    with torch.inference_mode():
-                        runs[name].append(timing.measure(call, **timing.options(args)))
+                    runs[name].append(_attached(model, pruner, timed))
             remove_pruning(model)
             row = {"tokens": tokens, "batch": batch, "target": target, "first_call_s": first_call_s,
                    "ttft": {name: timing.pooled(measured) for name, measured in runs.items()}}  # fmt: skip
@@ -104,6 +98,18 @@ def run(args: argparse.Namespace) -> dict:
         "timing": timing.options(args),
         "results": rows,
     }
+
+
+def _attached(model, pruner, measure):
+    """`measure()` with `pruner` (alone) attached to `model`, in inference mode."""
+    import torch
+
+    from llava.models import attach_pruner, remove_pruning
+
+    remove_pruning(model)
+    attach_pruner(model, pruner)
+    with torch.inference_mode():
+        return measure()
 
 
 def arms(args: argparse.Namespace) -> dict[str, dict]:

@@ -116,10 +116,12 @@ def run(args: argparse.Namespace) -> dict:
             calls["previous"] = lambda f=features, a=attention: previous_select(f, a, args.tokens, args.ratio)
             calls["rounds_gather"] = lambda s=similarity, k=keep, n=size: diverse_positions(s, k, neighbour_pool=n)
         with torch.inference_mode():
-            first_call_s = {name: timing.seconds_once(fn, device) for name, fn in calls.items()}  # compiles, warms up
-            same = torch.equal(calls["select"](), calls["previous"]()) if "previous" in calls else None
-            compiled_same = torch.equal(calls["compiled"](), calls["select"]()) if compiled else None
+            first = {name: timing.first_call(fn, device) for name, fn in calls.items()}  # compiles, warms up
+            kept = {name: result for name, (result, _) in first.items()}
+            same = torch.equal(kept["select"], kept["previous"]) if "previous" in kept else None
+            compiled_same = torch.equal(kept["compiled"], kept["select"]) if compiled else None
             blocks = timing.interleaved(calls, args.rounds, **timing.options(args))
+        first_call_s = {name: seconds for name, (_, seconds) in first.items()}
         row = {"N": size, "same_tokens": same, "compiled_same_tokens": compiled_same, "first_call_s": first_call_s}
         row["timings"] = {name: timing.pooled(measured) for name, measured in blocks.items()}
         row.update({f"{name}_ms": pooled["median_ms"] for name, pooled in row["timings"].items()})

@@ -106,18 +106,18 @@ def interleaved(calls: dict[str, Callable[[], object]], rounds: int, **options) 
     return blocks
 
 
-def seconds_once(call: Callable[[], object], device: torch.device) -> float:
-    """Wall-clock seconds of one call, the device's queued work included (a first call's compilation,
-    graph capture or kernel build shows here, where `measure` leaves it to the untimed warm-up)."""
+def first_call(call: Callable[[], object], device: torch.device) -> tuple[object, float]:
+    """(result, wall-clock seconds) of one call, the device's queued work included (a first call's
+    compilation, graph capture or kernel build shows here, where `measure` leaves it to the warm-up)."""
     import time
 
     import torch
 
     start = time.perf_counter()
-    call()
+    result = call()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return result, time.perf_counter() - start
 
 
 def verdict(best: float, worst: float, limit: float) -> str:
