@@ -5,11 +5,11 @@
 
 At the LLaVA-1.5-7B and LLaVA-NeXT-7B shapes (random weights, float16, SDPA or FlashAttention 2),
 in this order:
-1. `efficiency.oracle_ttft` per shape: VisPruner eager and with compile=True (the selection
-   compiled and replayed as a CUDA graph) against the same-token oracle, time to first token
+1. `efficiency.oracle_ttft` per shape: VisPruner eager and with compile=True (the selection's
+   rounds replayed as one CUDA graph) against the same-token oracle, time to first token
    (batch 1) and batched prefill (batch 8), T = 64;
-2. `efficiency.selection_scaling`: selection vs its similarity matmul for N = 576 .. 4608, eager,
-   and compiled at N = 576 only (compiling unrolls every round, so its time grows with N);
+2. `efficiency.selection_scaling`: selection vs its similarity matmul for N = 576 .. 4608, eager
+   and with compile=True (traced once per N);
 3. `efficiency.latency` per shape: the full latency table, resumable, with whatever time is left.
 
 Each step is its own process, stopped when the budget (`--budget`, seconds) runs out; a step that
@@ -38,7 +38,7 @@ OUTPUT_TAIL_CHARS = 2000
 
 # Step options on a GPU, and the rehearsal's (the tiny shape, one short block each).
 ORACLE = "--tokens 64 --batch 1 8 --rounds 5 --repeats 3 --warmup 2".split()
-SCALING = "--dtype float16 --compile-up-to 576 --rounds 5".split()
+SCALING = "--dtype float16 --rounds 5 --warmup 2".split()  # a CUDA graph records on its 2nd call
 LATENCY = "--tokens 128 64 32 --batch 1 8 32 --repeats 5 --warmup 2 --resume".split()
 QUICK = "--dtype float16 --repeats 1 --warmup 0 --min-run-time 0".split()  # float16 as on the GPU
 REHEARSAL = {

@@ -140,7 +140,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="also time `compiled_select` (compile=True: on the CPU the fused C++ rounds, elsewhere torch.compile)",
+        help="also time `compiled_select` (compile=True: on the CPU the fused C++ rounds, on CUDA one CUDA graph)",
     )
     add_output_argument(parser)
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """How VisPruner's selection grows with the number of tokens N, against its own similarity matmul.
 
     python -m efficiency.selection_scaling --threads 1 --output results/efficiency/selection-scaling-cpu.json
-    python -m efficiency.selection_scaling --device cuda --dtype float16 --compile-up-to 576
+    python -m efficiency.selection_scaling --device cuda --dtype float16 --warmup 2
 
 For each N (default 576 = LLaVA-1.5's image, up to 4608 = 8 video frames of 576 selected jointly) it
 times, side by side per N: the R x R similarity matmul of the residual pool (the floor of an exact
@@ -10,7 +10,8 @@ the same rounds, each reading its even x odd block with one 3-D gather, kept her
 the rounds alone by each of `llava.pruning.diversity`'s two plain-torch routes (where they cross is
 `NEIGHBOUR_POOL`), and, with `--compile` (the default), `compiled_select`: VisPruner's
 `compile=True`, which on the CPU runs the rounds in the fused C++ loop (built on first use) and on
-CUDA is torch.compile replayed as a CUDA graph (compiled once per N: `--compile-up-to` bounds it).
+CUDA replays them as one CUDA graph (traced once per N; `--compile-up-to` bounds it; the
+graph is recorded on its second call, so give CUDA `--warmup 2`).
 Features are clustered like a vision tower's (a mixture of `--clusters` centres plus noise, L2 scale
 irrelevant), C = 1024 as CLIP ViT-L; random weights are not needed.
 
@@ -230,7 +231,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, default=True,
         help="also time compile=True (CPU: the fused C++ rounds, needs a C++ compiler, built once; CUDA: "
-        "torch.compile + CUDA graphs, compiled per N, longer as N grows)",
+        "the rounds as one CUDA graph, traced per N, longer as N grows)",
     )  # fmt: skip
     parser.add_argument(
         "--compile-up-to", type=int, default=max(SIZES), metavar="N", help="time compile=True up to this N"

@@ -88,7 +88,7 @@ def test_the_fused_loop_ranks_ties_nan_and_infinities_as_torch_does():
 def test_the_fused_loop_hands_large_pools_to_the_windows(monkeypatch):
     monkeypatch.setattr(diversity, "FUSED_POOL", 100)
     called = []
-    monkeypatch.setattr(diversity, "_rounds_by_neighbours", lambda *a: called.append(1) or previous_rounds(a[0], a[2]))
+    monkeypatch.setattr(diversity, "_rounds_by_neighbours", lambda *a: called.append(1) or previous_rounds(a[0], a[1]))
     similarity = clustered_similarity(1, 300, 8, seed=1, dtype=torch.float32)
     diverse_positions(similarity, 20, neighbour_pool=200, fused=True)
     assert called, "a pool above FUSED_POOL must take the neighbour windows"
@@ -107,3 +107,25 @@ def test_a_failed_build_says_what_is_missing_and_how_to_go_on(monkeypatch):
             fused_rounds.load()
     finally:
         fused_rounds.load.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "batch, size, keep, dtype",
+    [(1, 544, 32, torch.float32), (3, 129, 64, torch.float64), (2, 300, 128, torch.float16)],
+)
+def test_the_compiled_rounds_trace_into_one_graph_that_keeps_the_same_tokens(batch, size, keep, dtype):
+    """What CUDA captures as a graph (compile=True there), traced on the CPU: one graph, no break, and
+    the previous rounds' tokens (in half precision too, where equal best matches are common)."""
+    from torch._dynamo.utils import counters
+
+    similarity = clustered_similarity(batch, size, 8, seed=size, dtype=torch.float64).to(dtype)
+    torch._dynamo.reset()
+    counters.clear()
+    rounds = diversity.compiled_rounds("cpu", backend="aot_eager")
+    with torch.no_grad():
+        positions = rounds(similarity, keep)
+    assert not counters["graph_break"] and counters["stats"]["unique_graphs"] == 1
+    assert torch.equal(positions, previous_rounds(similarity, keep))
+    assert not positions.is_inference()  # usable wherever the caller is, though traced in inference mode
+    with torch.inference_mode():  # the same graph from another autograd mode
+        assert torch.equal(rounds(similarity, keep), positions) and counters["stats"]["unique_graphs"] == 1

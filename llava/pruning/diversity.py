@@ -18,12 +18,18 @@ set is the same by every one, in every precision, because only the maximum value
   the windows' top-k (R^2), and R/8 rounds of R/2 x WINDOW reads. On a GPU the gather route stays:
   its block reads are parallel and cheap there, and the windows' exact fallback would have to ask
   the device each round whether a row needs it (a host sync).
-* `fused=True` on the CPU (VisPruner's `compile=True`), pools up to `FUSED_POOL`: the gather route's
-  rounds in one C++ loop (`fused_rounds.py`, `rounds.cpp`), with no operator dispatch per step;
-  larger pools keep the neighbour windows, which grow as R^2 where the loop grows as R^3.
+* `fused=True` (VisPruner's `compile=True`): the gather route without a dispatch or a launch per
+  step. On the CPU, pools up to `FUSED_POOL` run in one C++ loop (`fused_rounds.py`, `rounds.cpp`);
+  larger pools keep the neighbour windows, which grow as R^2 where the loop grows as R^3. Elsewhere
+  the gather route's rounds go through `torch.compile` (`COMPILE_BACKEND`): on CUDA they are the
+  same kernels replayed as one CUDA graph. Only the rounds are compiled, never the similarity: they
+  compare and move numbers without arithmetic, so a compiler cannot round them differently.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -36,6 +42,11 @@ WINDOW = 16  # neighbours kept per token between rebuilds
 REBUILD_SHARE = 0.6  # rebuild the windows once the pool is down to this share of their last build
 WINDOW_CHUNK = 1 << 20  # similarities read per step while rebuilding the windows
 
+# torch.compile backend of the fused rounds off the CPU; "cudagraphs" captures the plain rounds' own
+# kernels as one graph (no code generation to wait for, and the very kernels `select` runs)
+COMPILE_BACKEND = {"cuda": "cudagraphs"}
+DEFAULT_COMPILE_BACKEND = "inductor"
+
 EVEN, ODD, DROPPED = 0, 1, 2
 
 
@@ -46,15 +57,40 @@ def diverse_positions(
 
     similarity: [B, R, R] cosine similarities of the pool's tokens, in pool (priority) order.
     neighbour_pool: pools larger than this use neighbour windows (a test lowers it to compare both).
-    fused: on the CPU, pools up to `FUSED_POOL` run in the C++ loop (built on first use)."""
-    batch, pool_size, _ = similarity.shape
+    fused: on the CPU, pools up to `FUSED_POOL` run in the C++ loop (built on first use); elsewhere
+    the rounds are compiled (once per device kind, pool size and `keep`)."""
+    pool_size = similarity.shape[1]
     on_cpu = similarity.device.type == "cpu"
     if fused and on_cpu and pool_size <= FUSED_POOL:
         return fused_rounds.diverse_rounds(similarity, keep, ROUND_SIZE)
-    position = torch.arange(pool_size, device=similarity.device).expand(batch, pool_size)
+    if fused and not on_cpu:
+        return compiled_rounds(similarity.device.type)(similarity, keep)
     if on_cpu and pool_size > neighbour_pool:
-        return _rounds_by_neighbours(similarity, position, keep)
-    return _rounds_by_gather(similarity, position, keep)
+        return _rounds_by_neighbours(similarity, keep)
+    return _rounds_by_gather(similarity, keep)
+
+
+_COMPILED: dict[str, Callable] = {}
+
+
+def compiled_rounds(device_kind: str, backend: str | None = None) -> Callable:
+    """The gather route's rounds through `torch.compile`, one per device kind (and backend: a test
+    traces them on the CPU with "aot_eager", the graph "cudagraphs" captures on CUDA)."""
+    backend = backend or COMPILE_BACKEND.get(device_kind, DEFAULT_COMPILE_BACKEND)
+    key = f"{device_kind}/{backend}"
+    if key not in _COMPILED:
+        _COMPILED[key] = partial(_replay, torch.compile(_rounds_by_gather, backend=backend, dynamic=False))
+    return _COMPILED[key]
+
+
+def _replay(compiled: Callable, similarity: torch.Tensor, keep: int) -> torch.Tensor:
+    """One call of the compiled rounds: always in inference mode (a CUDA graph recorded in one autograd
+    mode refuses inputs from another), each call a new step of the graph (older torch releases do not
+    start one by themselves), and a copy of the result (a graph overwrites its outputs when replayed)."""
+    with torch.inference_mode():
+        torch.compiler.cudagraph_mark_step_begin()
+        positions = compiled(similarity, keep)
+    return positions.clone()
 
 
 def _one_round(position: torch.Tensor, best_match: torch.Tensor, drop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +110,14 @@ def _drops(pool_size: int, keep: int):
         remaining -= drop
 
 
-def _rounds_by_gather(similarity: torch.Tensor, position: torch.Tensor, keep: int) -> torch.Tensor:
+def _start(similarity: torch.Tensor) -> torch.Tensor:
+    """Every pool position in priority order, [B, R]: the order before the first round."""
+    batch, pool_size, _ = similarity.shape
+    return torch.arange(pool_size, device=similarity.device).expand(batch, pool_size)
+
+
+def _rounds_by_gather(similarity: torch.Tensor, keep: int) -> torch.Tensor:
+    position = _start(similarity)
     pool_size = similarity.shape[1]
     if similarity.shape[0] == 1:  # one image: 1-D indices, the fewest operators per round
         # Row j of the transposed copy holds column j: a round reads the odd tokens' rows once (a third
@@ -102,8 +145,9 @@ def _block(similarity: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor) 
     return flat.view(batch, -1, pool_size).gather(2, columns[:, None, :].expand(-1, rows.shape[1], -1))
 
 
-def _rounds_by_neighbours(similarity: torch.Tensor, position: torch.Tensor, keep: int) -> torch.Tensor:
+def _rounds_by_neighbours(similarity: torch.Tensor, keep: int) -> torch.Tensor:
     batch, pool_size, _ = similarity.shape
+    position = _start(similarity)
     side = torch.full((batch, pool_size), DROPPED, dtype=torch.int8, device=similarity.device)
     neighbours, values = _windows(similarity, position)
     built_at = pool_size

@@ -72,11 +72,10 @@ def compiled_select(
 ) -> torch.Tensor:
     """`select` without paying an operator dispatch (or a kernel launch) for each of the ~7 steps of
     each of the ~60 rounds; the same tokens. On the CPU the rounds run in one C++ loop
-    (`fused_rounds.py`, built once per machine, about 10 s); elsewhere `select` goes through
-    `torch.compile`, on CUDA replayed as one CUDA graph (mode "reduce-overhead"), compiled once per
-    input shape and budget (tens of seconds), so it pays off for long runs at a fixed batch size."""
-    arguments = _checked(features, importance, visual_token_num, important_ratio)
-    return _run_compiled(_select, *arguments, float32_similarity)
+    (`fused_rounds.py`, built once per machine, about 10 s); on CUDA they are traced once per pool
+    size and budget and replayed as one CUDA graph (`diversity.compiled_rounds`), so it pays off for
+    runs at a fixed shape. The similarity matrix is computed as `select` computes it."""
+    return _select(*_checked(features, importance, visual_token_num, important_ratio), float32_similarity, fused=True)
 
 
 def select_split(
@@ -91,24 +90,6 @@ def select_split(
     tokens are the diverse ones. T >= N keeps all N and selects nothing: important is then [B, 0]."""
     arguments = _checked(features, importance, visual_token_num, important_ratio)
     return _select_split(*arguments, float32_similarity)
-
-
-_COMPILED: dict[tuple[str, str], object] = {}
-
-
-def _run_compiled(function, features, importance, visual_token_num: int, important_ratio: float, float32: bool):
-    """`function` with its rounds fused: on the CPU the C++ loop, elsewhere through `torch.compile`,
-    compiled once per function and device kind."""
-    kind = features.device.type
-    if kind == "cpu":
-        return function(features, importance, visual_token_num, important_ratio, float32, fused=True)
-    key = (function.__name__, kind)
-    if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(function, dynamic=False, mode="reduce-overhead" if kind == "cuda" else None)
-    output = _COMPILED[key](features, importance, visual_token_num, important_ratio, float32)
-    if isinstance(output, tuple):
-        return tuple(t.clone() for t in output)  # graphs reuse their outputs
-    return output.clone()
 
 
 def _select(features, importance, visual_token_num: int, important_ratio: float, float32: bool, fused=False):
@@ -143,7 +124,7 @@ def diverse_tokens(
 ) -> torch.Tensor:
     """Reduce `pool` [B, R] (token indices, in priority order) to `keep` tokens by iterative matching
     (`diversity.py`: the rounds, read off one similarity matrix computed here once, in the features'
-    precision or, with `float32`, in at least float32; `fused`: the CPU's C++ loop)."""
+    precision or, with `float32`, in at least float32; `fused`: the rounds compiled, never the matrix)."""
     widened = float32 and features.dtype not in (torch.float32, torch.float64)
     unit = F.normalize(features.float() if widened else features, dim=-1)
     pool_unit = unit.gather(1, pool.unsqueeze(-1).expand(-1, -1, unit.shape[-1]))
@@ -204,16 +185,13 @@ class VisPruner(VisionTokenPruner):
             fused_rounds.load()  # builds the C++ rounds now, or says why it cannot, before any work
 
     def select(self, vision: VisionFeatures) -> torch.Tensor:
-        run = compiled_select if self.compile else select
-        return run(*self._arguments(vision), self.float32_similarity)
+        return _select(*self._arguments(vision), self.float32_similarity, fused=self.compile)
 
     def select_split(self, vision: VisionFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.compile:
-            return _run_compiled(_select_split, *_checked(*self._arguments(vision)), self.float32_similarity)
-        return select_split(*self._arguments(vision), self.float32_similarity)
+        return _select_split(*self._arguments(vision), self.float32_similarity, fused=self.compile)
 
     def _arguments(self, vision: VisionFeatures) -> tuple:
-        return vision.features, vision.importance, self.visual_token_num, self.important_ratio
+        return _checked(vision.features, vision.importance, self.visual_token_num, self.important_ratio)
 
     def selection_flops(self, num_tokens: int, width: int, num_heads: int) -> int:
         num_important, num_diverse = split_budget(self.visual_token_num, self.important_ratio)
