@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from bad_inputs_cli import sandbox  # noqa: F401  the fixture of the test_bad_inputs_cli_*.py files
 from llava.testing import build_tiny_llava
 from support import shapes_image  # pytest puts tests/ on sys.path: the helpers and oracles live there
 

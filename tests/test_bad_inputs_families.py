@@ -1,5 +1,5 @@
-"""Issue 21 with issue 20's rules: the bad-input, copy, pickle and save guarantees of
-`test_bad_inputs_api.py` on the newer families (InternVL, Qwen3-VL, Qwen3-VL-MoE, Gemma 3, SmolVLM,
+"""Issue 21 with issue 20's rules: the bad-input, copy, pickle and save guarantees of the other
+`test_bad_inputs_*.py` files on the newer families (InternVL, Qwen3-VL, Qwen3-VL-MoE, Gemma 3, SmolVLM,
 Idefics3), each with its own batch (`test_support_matrix.INPUTS`, the family's own tests' builders).
 
 Bad arguments are refused before any work, naming the argument, its value and what is allowed, with
@@ -24,16 +24,7 @@ import pytest
 import torch
 
 import llava
-from llava.pruning import create_pruner
-from llava.testing import (
-    build_tiny_gemma3,
-    build_tiny_idefics3,
-    build_tiny_internvl,
-    build_tiny_qwen3_vl,
-    build_tiny_smolvlm,
-)
-from llava.testing.qwen3_vl import qwen3_vl_video_text
-from test_bad_inputs_api import (
+from bad_inputs import (
     EARLIER,
     PROMPT_EDITS,
     PRUNINGS,
@@ -45,6 +36,15 @@ from test_bad_inputs_api import (
     pruned_with,
     snapshot,
 )
+from llava.pruning import create_pruner
+from llava.testing import (
+    build_tiny_gemma3,
+    build_tiny_idefics3,
+    build_tiny_internvl,
+    build_tiny_qwen3_vl,
+    build_tiny_smolvlm,
+)
+from llava.testing.qwen3_vl import qwen3_vl_video_text
 from test_support_matrix import INPUTS
 
 BUILDERS = {
