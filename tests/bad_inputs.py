@@ -215,3 +215,24 @@ PROMPT_EDITS = {
     "the right total in the wrong runs": (move_placeholder, "runs of"),
 }
 PRUNINGS = {"vispruner": {"visual_token_num": 3}, "fastv": {"visual_token_num": 3, "layer": 1}}
+
+
+def assert_video_only_prompt_is_pruned(model, inputs: dict, count: int, method: str) -> None:
+    """A prompt holding one video and no image (`count` video placeholders) is pruned by `method` to 3
+    tokens in a forward call and in generate, and the language model sees the pruned length."""
+    seen = []
+    hook = model.model.language_model.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    try:
+        with pruned_with(model, method=method, trace=True, **PRUNINGS[method]):
+            with torch.no_grad():
+                model(**inputs)
+                model.generate(**inputs, max_new_tokens=2, do_sample=False)
+            trace = model.pruning_trace
+    finally:
+        hook.remove()
+    assert len(trace) == 2 and all(part.source == "video" for call in trace for part in call.parts)
+    assert all(sum(len(part.kept) for part in call.parts) == 3 for call in trace)
+    length = inputs["input_ids"].shape[1]
+    assert seen[0] == (length - count + 3 if method == "vispruner" else length)

@@ -31,6 +31,7 @@ from bad_inputs import (
     SUPPORTED,
     apply,
     assert_same_state,
+    assert_video_only_prompt_is_pruned,
     logits,
     nothing_runs,
     pruned_with,
@@ -481,20 +482,4 @@ def qwen3_video_prompt(name):
 @pytest.mark.parametrize("name", ["qwen3_vl", "qwen3_vl_moe"])
 def test_qwen3_video_only_prompts_are_pruned(name, method):
     model = model_of(name)
-    inputs, count = qwen3_video_prompt(name)
-    seen = []
-    hook = model.model.language_model.register_forward_pre_hook(
-        lambda _m, _a, kwargs: seen.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
-    )
-    try:
-        with pruned_with(model, method=method, trace=True, **PRUNINGS[method]):
-            with torch.no_grad():
-                model(**inputs)
-                model.generate(**inputs, max_new_tokens=2, do_sample=False)
-            trace = model.pruning_trace
-    finally:
-        hook.remove()
-    assert len(trace) == 2 and all(part.source == "video" for call in trace for part in call.parts)
-    assert all(sum(len(part.kept) for part in call.parts) == 3 for call in trace)
-    length = inputs["input_ids"].shape[1]
-    assert seen[0] == (length - count + 3 if method == "vispruner" else length)
+    assert_video_only_prompt_is_pruned(model, *qwen3_video_prompt(name), method)

@@ -16,6 +16,7 @@ from bad_inputs import (
     PROMPT_EDITS,
     PRUNINGS,
     apply,
+    assert_video_only_prompt_is_pruned,
     earlier_state,
     family,
     inputs_of,
@@ -314,20 +315,4 @@ def qwen_video_prompt(name):
 @pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl"])
 def test_qwen_video_only_prompts_are_pruned(name, method):
     model = model_of(name)
-    inputs, count = qwen_video_prompt(name)
-    seen = []
-    hook = model.model.language_model.register_forward_pre_hook(
-        lambda _m, _a, kwargs: seen.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
-    )
-    try:
-        with pruned_with(model, method=method, trace=True, **PRUNINGS[method]):
-            with torch.no_grad():
-                model(**inputs)
-                model.generate(**inputs, max_new_tokens=2, do_sample=False)
-            trace = model.pruning_trace
-    finally:
-        hook.remove()
-    assert len(trace) == 2 and all(part.source == "video" for call in trace for part in call.parts)
-    assert all(sum(len(part.kept) for part in call.parts) == 3 for call in trace)
-    length = inputs["input_ids"].shape[1]
-    assert seen[0] == (length - count + 3 if method == "vispruner" else length)
+    assert_video_only_prompt_is_pruned(model, *qwen_video_prompt(name), method)
