@@ -7,11 +7,11 @@
 The oracle feeds the language model the very tokens VisPruner keeps for the same image (recorded
 first), with no [CLS] row and no selection: the difference is what scoring and selection cost end
 to end. With `--compile` (the default) VisPruner(compile=True) runs too: on the CPU its rounds run in
-the fused C++ loop (built once, before any timing), on CUDA they are traced and replayed as one CUDA
-graph (recorded on the second call: give CUDA `--warmup 2`, the default). Each setting makes one
-untimed call first (tracing happens there; its seconds are recorded as `first_call_s`). All are then timed in alternating blocks (`--rounds`
-blocks of each, `efficiency.timing` inside a block), so a slow spell of a shared machine hits all;
-the report gives the medians over all runs, the excess (VisPruner / oracle - 1) of each round's
+the fused C++ loop (built once, before any timing), on CUDA they are traced on the first call and
+recorded as one CUDA graph on the second (`--warmup 2`, the default, covers that). Each setting makes
+one untimed call first (its seconds are recorded as `first_call_s`). All are then timed in
+alternating blocks (`--rounds` blocks of each, `efficiency.timing` inside a block), so a slow spell
+of a shared machine hits all; the report gives the medians over all runs, the excess (VisPruner / oracle - 1) of each round's
 adjacent pair of blocks, its median and quartiles over the rounds, and a verdict that says "met"
 only when the upper quartile is within the target. Prompts of the POPE shape (image + ~64 text
 tokens), random pixels; `--batch 1` times the time to first token, a larger batch the batched
