@@ -65,6 +65,11 @@ def describe(device: torch.device | str) -> dict:
     }
 
 
+def machine_name(hardware: dict) -> str:
+    """What a report's heading names as the machine of a `describe` record: the GPU, or on a CPU run the CPU."""
+    return hardware["cpu"] if hardware["device"] == "cpu" else hardware["device"]
+
+
 def usable_cores() -> int | None:
     """The cores this process may run on (a container or taskset can allow fewer than the machine has)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

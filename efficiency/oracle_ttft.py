@@ -11,9 +11,9 @@ the fused C++ loop (built once, before any timing), on CUDA they are traced on t
 recorded as one CUDA graph on the second (`--warmup 2`, the default, covers that). Each setting makes
 one untimed call first (its seconds are recorded as `first_call_s`). All are then timed in
 alternating blocks (`--rounds` blocks of each, `efficiency.timing` inside a block), so a slow spell
-of a shared machine hits all; the report gives the medians over all runs, the excess (VisPruner / oracle - 1) of each round's
-adjacent pair of blocks, its median and quartiles over the rounds, and a verdict that says "met"
-only when the upper quartile is within the target. Prompts of the POPE shape (image + ~64 text
+of a shared machine hits all; the report gives the medians over all runs, the excess (VisPruner /
+oracle - 1) of each round's adjacent pair of blocks, its median and quartiles over the rounds, and a
+verdict that says "met" only when the upper quartile is within the target. Prompts of the POPE shape (image + ~64 text
 tokens), random pixels; `--batch 1` times the time to first token, a larger batch the batched
 prefill (one forward with the cache, last position's logits). A `--shape` builds random weights
 (float16 on a GPU, float32 on a CPU unless `--dtype` says otherwise), a `--checkpoint` loads real ones.
@@ -33,7 +33,7 @@ from .command import (
     measure_and_report,
     model_precision,
 )
-from .hardware import describe
+from .hardware import describe, machine_name
 from .shapes import POPE_PROMPT, SHAPES
 
 TARGETS = {"cpu-small": 0.05, "scenette-llava": 0.15}  # issue 19: at most +5 % / +15 % at T = 64
@@ -147,7 +147,7 @@ def summary(row: dict) -> str:
 
 def markdown(report: dict) -> str:
     hardware = report["hardware"]
-    machine = hardware["device"] if hardware["device"] != "cpu" else hardware["cpu"]
+    machine = machine_name(hardware)
     precision = f"{report.get('dtype', 'float32')}, {report.get('attn_implementation', 'sdpa')}"
     head = f"{report['model']} ({report['description']}); {precision}; {machine}, {hardware['date']}"
     lines = [line for row in report["results"] for line in summary(row).splitlines()]

@@ -31,7 +31,7 @@ import math
 
 from . import tables, timing
 from .command import add_device_arguments, add_output_argument, measure_and_report
-from .hardware import describe
+from .hardware import describe, machine_name
 from .tables import Column
 
 SIZES = (576, 1152, 2304, 2880, 4608)
@@ -184,7 +184,7 @@ def markdown(report: dict) -> str:
         *([Column("compile=True: same tokens", lambda r: _same_text(r["compiled_same_tokens"]))] if compiled else []),
     ]
     hardware = report["hardware"]
-    machine = hardware["device"] if hardware["device"] != "cpu" else hardware["cpu"]
+    machine = machine_name(hardware)
     head = f"{report.get('dtype', 'float32')}, T={report['tokens']}, C={report['width']}; {machine}, {hardware['date']}"
     lines = [head, "", tables.markdown(report["results"], columns), ""]
     exponents = report["exponent"]
